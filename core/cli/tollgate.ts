@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util';
+import { loadConfig } from '../config/load-config.ts';
+import { runPrimary } from '../cluster/primary.ts';
+
+const USAGE = `Usage: tollgate <command> [options]
+
+Commands:
+  start   Start the gateway (primary process + cluster workers)
+  check   Validate the config without starting anything
+
+Options:
+  -c, --config FILE   Config file (default: gateway.config.ts and the usual alternatives, found in the cwd)
+  -w, --workers N     Number of workers (start only; overrides the config, default one per core)
+  -h, --help          Show this help
+`;
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        workers: { type: 'string', short: 'w' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (error) {
+    process.stderr.write(`tollgate: ${(error as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  const command = positionals[0];
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(USAGE);
+    return command === undefined && !values.help ? 2 : 0;
+  }
+
+  switch (command) {
+    case 'check':
+      return check(values.config);
+    case 'start': {
+      const workers = values.workers === undefined ? undefined : Number(values.workers);
+      if (workers !== undefined && !(Number.isInteger(workers) && workers >= 1)) {
+        process.stderr.write(`tollgate: --workers expects a whole number >= 1, got "${values.workers}"\n`);
+        return 2;
+      }
+      return runPrimary({ configPath: values.config, workers });
+    }
+    default:
+      process.stderr.write(`tollgate: unknown command "${command}"\n\n${USAGE}`);
+      return 2;
+  }
+}
+
+async function check(configPath: string | undefined): Promise<number> {
+  try {
+    const { filepath, config } = await loadConfig({ path: configPath });
+    const plugins = new Set([...config.plugins, ...config.routes.flatMap((route) => route.plugins)].map((p) => p.plugin.name));
+    process.stdout.write(
+      `config OK: ${filepath}\n` +
+        `  ${config.routes.length} route(s), ${Object.keys(config.upstreams).length} upstream(s), ` +
+        `plugins: ${plugins.size ? [...plugins].join(', ') : 'none'}\n`,
+    );
+    return 0;
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    process.stderr.write(`tollgate: ${code ? `[${code}] ` : ''}${(error as Error).message}\n`);
+    return 1;
+  }
+}
+
+// Exit explicitly: the primary leaves signal handlers and cluster state behind that would keep it alive.
+process.exit(await main(process.argv.slice(2)));

@@ -1,0 +1,15 @@
+/** What a worker tells the primary over the cluster IPC channel. */
+export type WorkerMessage =
+  | { type: 'tollgate:ready'; port: number }
+  | { type: 'tollgate:fatal'; code: string; message: string };
+
+/** What the primary tells a worker. */
+export type PrimaryMessage = { type: 'tollgate:drain' };
+
+export function isWorkerMessage(value: unknown): value is WorkerMessage {
+  return typeof value === 'object' && value !== null && typeof (value as { type?: unknown }).type === 'string' &&
+    (value as { type: string }).type.startsWith('tollgate:');
+}
+
+export const ENV_CONFIG = 'TOLLGATE_CONFIG';
+export const ENV_WORKER = 'TOLLGATE_WORKER';

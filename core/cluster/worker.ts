@@ -1,0 +1,90 @@
+import cluster from 'node:cluster';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { loadConfig } from '../config/load-config.ts';
+import { GatewayError } from '../errors.ts';
+import { Gateway } from '../gateway.ts';
+import { answerClientError } from '../http/client-error.ts';
+import { createLogger, type LoggerHandle } from '../log/logger.ts';
+import { ENV_CONFIG, ENV_WORKER, type PrimaryMessage, type WorkerMessage } from './messages.ts';
+
+/**
+ * A cluster worker: loads the config the primary validated, sets up plugins and pools, serves on the
+ * socket the primary shares, and drains when told to.
+ */
+export async function runWorker(): Promise<void> {
+  const workerId = Number(process.env[ENV_WORKER] ?? cluster.worker?.id ?? 1);
+  const log = createLogger('info', { role: 'worker', worker: workerId, pid: process.pid });
+  const { logger } = log;
+
+  process.on('uncaughtException', (error) => fail(log, error, 'uncaught exception'));
+  process.on('unhandledRejection', (reason) => {
+    // A plugin's stray promise must not take every other request on this worker down with it.
+    logger.error({ err: reason }, 'unhandled promise rejection (a plugin forgot to await or catch?)');
+  });
+
+  let gateway!: Gateway;
+  let server!: Server;
+  try {
+    const { config } = await loadConfig({ path: process.env[ENV_CONFIG] });
+    logger.level = config.log.level;
+    gateway = await Gateway.create(config, { logger, workerId });
+    server = createServer(
+      {
+        headersTimeout: config.server.headersTimeout,
+        requestTimeout: config.server.requestTimeout,
+        keepAliveTimeout: config.server.keepAliveTimeout,
+        maxHeaderSize: config.server.maxHeaderSize,
+      },
+      gateway.handle,
+    );
+    server.on('clientError', answerClientError);
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen({ port: config.listen.port, host: config.listen.host }, resolve);
+    });
+  } catch (error) {
+    fail(log, error, 'startup failed');
+    return;
+  }
+
+  let draining = false;
+  const drain = async (): Promise<void> => {
+    if (draining) return;
+    draining = true;
+    logger.info({ inflight: gateway.inflight }, 'draining');
+    server.close();
+    server.closeIdleConnections();
+    const deadline = setTimeout(() => {
+      logger.warn({ inflight: gateway.inflight }, 'drain timeout reached; closing remaining connections');
+      server.closeAllConnections();
+    }, gateway.config.shutdown.drainTimeout);
+    await gateway.drain();
+    clearTimeout(deadline);
+    await gateway.close();
+    logger.info('drained');
+    log.flush();
+    process.exit(0);
+  };
+  process.on('message', (message: PrimaryMessage) => {
+    if (message?.type === 'tollgate:drain') void drain();
+  });
+  // The primary is gone (killed, say): nobody will restart or stop us, so finish up and leave.
+  process.on('disconnect', () => void drain());
+
+  send({ type: 'tollgate:ready', port: (server.address() as AddressInfo).port });
+}
+
+/** Logs why the worker cannot go on, tells the primary, and exits once the message is out. */
+function fail(log: LoggerHandle, error: unknown, what: string): void {
+  const gatewayError = GatewayError.is(error) ? error : null;
+  const message = error instanceof Error ? error.message : String(error);
+  log.logger.fatal({ err: error, code: gatewayError?.code }, `${what}: ${message}`);
+  log.flush();
+  send({ type: 'tollgate:fatal', code: gatewayError?.code ?? 'TG_ERR_INTERNAL', message }, () => process.exit(1));
+}
+
+function send(message: WorkerMessage, then?: () => void): void {
+  if (process.connected && process.send) process.send(message, undefined, {}, then);
+  else then?.();
+}

@@ -1,0 +1,108 @@
+import { z } from 'zod';
+import { isPluginInstance, type PluginInstance } from '../plugin.ts';
+import { validateProxyEntry } from '../http/trusted-proxies.ts';
+import { parseDuration } from './duration.ts';
+import type { GatewayConfig } from './types.ts';
+
+const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+  const ms = parseDuration(value);
+  if (ms === null) {
+    ctx.addIssue({ code: 'custom', message: `expected a duration such as 500, '250ms', '30s', '5m' or '1h', got ${JSON.stringify(value)}` });
+    return z.NEVER;
+  }
+  return ms;
+});
+
+const pluginInstance = z.custom<PluginInstance>(isPluginInstance, {
+  message: 'expected a plugin: call its factory, e.g. myPlugin({ ... }), not the factory itself',
+});
+
+const upstreamTarget = z.string().transform((value, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `expected an absolute http(s) URL, got ${JSON.stringify(value)}` });
+    return z.NEVER;
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    ctx.addIssue({ code: 'custom', message: `expected an http: or https: URL, got ${url.protocol}` });
+    return z.NEVER;
+  }
+  if (url.search || url.hash || url.username) {
+    ctx.addIssue({ code: 'custom', message: 'a target is an origin with an optional base path; no query, fragment or credentials' });
+    return z.NEVER;
+  }
+  return { origin: url.origin, host: url.host, basePath: url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '') };
+});
+
+const upstream = z.strictObject({
+  targets: z.array(upstreamTarget).min(1, 'an upstream needs at least one target'),
+  timeouts: z
+    .strictObject({ connect: duration.default(5_000), headers: duration.default(30_000), body: duration.default(30_000) })
+    .prefault({}),
+  pool: z
+    .strictObject({
+      connections: z.int().min(1).default(128),
+      pipelining: z.int().min(0).default(1),
+      keepAliveTimeout: duration.default(4_000),
+    })
+    .prefault({}),
+});
+
+const method = z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
+
+const route = z.strictObject({
+  name: z.string().min(1).optional(),
+  path: z.string().startsWith('/', 'a route path starts with "/"'),
+  methods: z.array(method).min(1).optional(),
+  host: z.string().min(1).toLowerCase().optional(),
+  upstream: z.string().min(1),
+  stripPrefix: z.string().startsWith('/').optional(),
+  rewrite: z.string().startsWith('/').optional(),
+  preserveHost: z.boolean().default(false),
+  plugins: z.array(pluginInstance).default([]),
+});
+
+export const configSchema = z.strictObject({
+  listen: z
+    .strictObject({ port: z.int().min(0).max(65535).default(8080), host: z.string().min(1).default('0.0.0.0') })
+    .prefault({}),
+  workers: z.union([z.literal('auto'), z.int().min(1).max(1024)]).default('auto'),
+  scheduling: z.enum(['round-robin', 'os']).default('round-robin'),
+  trustProxy: z
+    .array(
+      z.string().check((ctx) => {
+        const problem = validateProxyEntry(ctx.value);
+        if (problem) ctx.issues.push({ code: 'custom', message: problem, input: ctx.value });
+      }),
+    )
+    .default([]),
+  server: z
+    .strictObject({
+      headersTimeout: duration.default(10_000),
+      requestTimeout: duration.default(300_000),
+      keepAliveTimeout: duration.default(5_000),
+      maxHeaderSize: z.int().min(1024).default(16_384),
+    })
+    .prefault({}),
+  shutdown: z.strictObject({ drainTimeout: duration.default(30_000) }).prefault({}),
+  log: z
+    .strictObject({
+      level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+      accessLog: z.boolean().default(true),
+    })
+    .prefault({}),
+  upstreams: z.record(z.string().min(1), upstream),
+  plugins: z.array(pluginInstance).default([]),
+  routes: z.array(route).min(1, 'a gateway needs at least one route'),
+});
+
+/** The config after defaults and validation: durations in milliseconds, targets parsed. */
+export type ParsedConfig = z.output<typeof configSchema>;
+export type ParsedRoute = ParsedConfig['routes'][number];
+export type ParsedUpstream = ParsedConfig['upstreams'][string];
+
+// The hand-written GatewayConfig is what users read; this keeps the schema from drifting away from it.
+type Assert<T extends true> = T;
+export type SchemaAcceptsDocumentedConfig = Assert<GatewayConfig extends z.input<typeof configSchema> ? true : false>;

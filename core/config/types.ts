@@ -1,0 +1,94 @@
+import type { PluginInstance } from '../plugin.ts';
+import type { Duration } from './duration.ts';
+
+export type { Duration };
+
+export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
+
+/** What `gateway.config.ts` exports (through `defineConfig`). */
+export interface GatewayConfig {
+  listen?: {
+    /** Default 8080; 0 picks a free port (printed on start). */
+    port?: number;
+    /** Default `0.0.0.0`. */
+    host?: string;
+  };
+  /** Cluster workers: a number, or `'auto'` (default) for one per core. */
+  workers?: number | 'auto';
+  /**
+   * How the primary hands connections to workers: `'round-robin'` (default; the primary accepts and
+   * deals connections in turn) or `'os'` (workers accept on the shared socket).
+   */
+  scheduling?: 'round-robin' | 'os';
+  /** Peers (IPs or CIDR blocks) whose `X-Forwarded-*` headers are believed and extended. Default none. */
+  trustProxy?: string[];
+  /** Limits on client connections. */
+  server?: {
+    /** Time to receive the request headers. Default `'10s'`. */
+    headersTimeout?: Duration;
+    /** Time to receive the whole request. Default `'5m'`; 0 disables it (long uploads). */
+    requestTimeout?: Duration;
+    /** Idle time before a keep-alive connection is closed. Default `'5s'`. */
+    keepAliveTimeout?: Duration;
+    /** Largest request head in bytes. Default 16384. */
+    maxHeaderSize?: number;
+  };
+  shutdown?: {
+    /** How long a worker waits for in-flight requests on SIGTERM before closing them. Default `'30s'`. */
+    drainTimeout?: Duration;
+  };
+  log?: {
+    /** Default `'info'`. */
+    level?: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+    /** One structured line per request. Default true. */
+    accessLog?: boolean;
+  };
+  /** Named upstreams that routes forward to. */
+  upstreams: Record<string, UpstreamConfig>;
+  /** Plugins that run for every request, before the route's own. */
+  plugins?: PluginInstance[];
+  routes: RouteConfig[];
+}
+
+export interface UpstreamConfig {
+  /** Origins such as `http://127.0.0.1:3001`, optionally with a base path; used in round-robin. */
+  targets: string[];
+  timeouts?: {
+    /** Time to open a connection (504 when exceeded). Default `'5s'`. */
+    connect?: Duration;
+    /** Time from sending the request to the response headers (504). Default `'30s'`. */
+    headers?: Duration;
+    /** Longest silence while the response body streams. Default `'30s'`. */
+    body?: Duration;
+  };
+  /** undici Pool settings, per target. */
+  pool?: {
+    /** Most connections per target. Default 128. */
+    connections?: number;
+    /** Requests in flight per connection. Default 1 (pipelining off). */
+    pipelining?: number;
+    /** Idle time before a pooled connection is closed. Default `'4s'`. */
+    keepAliveTimeout?: Duration;
+  };
+}
+
+export interface RouteConfig {
+  /** Shown in logs and errors; default `METHODS path`. */
+  name?: string;
+  /** `/exact`, `/orders/:id` (a segment parameter) or `/static/*` (everything below `/static/`, in `params['*']`). */
+  path: string;
+  /** Default: every method. */
+  methods?: HttpMethod[];
+  /** Match only this `Host` (port ignored); `*.example.com` matches one or more sub-domain labels. */
+  host?: string;
+  /** Name of an entry in `upstreams`. */
+  upstream: string;
+  /** Remove this prefix of the path before forwarding (`/api` turns `/api/orders` into `/orders`). */
+  stripPrefix?: string;
+  /** Path sent upstream, with `:params` and `*` from the match: `/v2/orders/:id`. Query is kept. */
+  rewrite?: string;
+  /** Send the client's `Host` upstream instead of the target's. Default false. */
+  preserveHost?: boolean;
+  /** Plugins for this route, after the global ones. */
+  plugins?: PluginInstance[];
+}

@@ -1,0 +1,134 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { Chain, ChainLink } from './chain.ts';
+import type { MatchedRoute } from './context.ts';
+import type { ResolvedConfig, ResolvedPlugin } from './config/validate.ts';
+import { GatewayError } from './errors.ts';
+import { handleRequest } from './http/handler.ts';
+import { TrustedProxies } from './http/trusted-proxies.ts';
+import type { PluginHooks, PluginInstance } from './plugin.ts';
+import { Router } from './router.ts';
+import { compilePathRewrite, type PathRewrite } from './upstream/path-rewrite.ts';
+import { Upstream } from './upstream/upstream.ts';
+
+/** A route ready to serve: its chain, upstream and path rewrite resolved once. */
+export interface CompiledRoute {
+  readonly info: MatchedRoute;
+  readonly chain: Chain;
+  readonly upstream: Upstream;
+  readonly preserveHost: boolean;
+  readonly rewritePath: PathRewrite;
+}
+
+export interface GatewayOptions {
+  logger: Logger;
+  workerId: number;
+}
+
+/**
+ * Everything one worker needs to serve requests: routes, chains, upstream pools, plugin state. It
+ * knows nothing of sockets or cluster, so it can be driven by any `http.Server`.
+ */
+export class Gateway {
+  readonly config: ResolvedConfig;
+  readonly logger: Logger;
+  readonly router: Router<CompiledRoute>;
+  readonly globalChain: Chain;
+  readonly trusted: TrustedProxies;
+  readonly upstreams: ReadonlyMap<string, Upstream>;
+  /** Requests being served right now. */
+  inflight = 0;
+  /** Once set, responses carry `Connection: close` and the worker exits when inflight reaches 0. */
+  draining = false;
+  #onIdle: (() => void) | null = null;
+  readonly #hooks: ReadonlyMap<PluginInstance, PluginHooks>;
+
+  private constructor(
+    config: ResolvedConfig,
+    logger: Logger,
+    hooks: ReadonlyMap<PluginInstance, PluginHooks>,
+  ) {
+    this.config = config;
+    this.logger = logger;
+    this.#hooks = hooks;
+    this.trusted = new TrustedProxies(config.trustProxy);
+    this.upstreams = new Map(Object.entries(config.upstreams).map(([name, upstream]) => [name, new Upstream(name, upstream)]));
+    this.globalChain = this.#chainOf(config.plugins);
+    this.router = new Router(
+      config.routes.map((route) => ({
+        pattern: route.path,
+        methods: route.methods,
+        host: route.host,
+        value: {
+          info: Object.freeze({ name: route.name, pattern: route.path, upstream: route.upstream }),
+          chain: [...this.globalChain, ...this.#chainOf(route.plugins)],
+          upstream: this.upstreams.get(route.upstream)!,
+          preserveHost: route.preserveHost,
+          rewritePath: compilePathRewrite(route),
+        },
+      })),
+    );
+  }
+
+  /** Runs every plugin's `setup` (once per plugin instance) and builds the routes. */
+  static async create(config: ResolvedConfig, options: GatewayOptions): Promise<Gateway> {
+    const hooks = new Map<PluginInstance, PluginHooks>();
+    const all = [...config.plugins, ...config.routes.flatMap((route) => route.plugins)];
+    for (const resolved of all) {
+      if (hooks.has(resolved.instance)) continue;
+      hooks.set(resolved.instance, await setupPlugin(resolved, options));
+    }
+    return new Gateway(config, options.logger, hooks);
+  }
+
+  /** The `http.Server` request listener. */
+  readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
+    handleRequest(this, req, res);
+  };
+
+  /** Called by the handler when a request is done. */
+  requestDone(): void {
+    this.inflight--;
+    if (this.inflight === 0 && this.#onIdle) this.#onIdle();
+  }
+
+  /** Marks the gateway draining; resolves once no request is in flight. */
+  drain(): Promise<void> {
+    this.draining = true;
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#onIdle = resolve;
+    });
+  }
+
+  /** Closes plugins (`close` hooks) and upstream pools. */
+  async close(): Promise<void> {
+    for (const [instance, hooks] of this.#hooks) {
+      try {
+        await hooks.close?.();
+      } catch (error) {
+        this.logger.error({ err: error, plugin: instance.plugin.name }, 'plugin close failed');
+      }
+    }
+    await Promise.all([...this.upstreams.values()].map((upstream) => upstream.close()));
+  }
+
+  #chainOf(plugins: readonly ResolvedPlugin[]): ChainLink[] {
+    return plugins.map((resolved) => ({ name: resolved.plugin.name, hooks: this.#hooks.get(resolved.instance)! }));
+  }
+}
+
+async function setupPlugin(resolved: ResolvedPlugin, options: GatewayOptions): Promise<PluginHooks> {
+  const logger = options.logger.child({ plugin: resolved.plugin.name });
+  let hooks: PluginHooks;
+  try {
+    hooks = await resolved.plugin.setup(resolved.options, { logger, workerId: options.workerId });
+  } catch (error) {
+    const message = error instanceof Error ? error.message : String(error);
+    throw new GatewayError('TG_ERR_PLUGIN_SETUP', `${resolved.label}: setup failed: ${message}`, { cause: error });
+  }
+  if (typeof hooks !== 'object' || hooks === null) {
+    throw new GatewayError('TG_ERR_PLUGIN_SETUP', `${resolved.label}: setup must return an object of hooks`);
+  }
+  return hooks;
+}

@@ -1,0 +1,185 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { pipeline } from 'node:stream';
+import { runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
+import { GatewayResponse, IncomingRequest, RequestContext } from '../context.ts';
+import { GatewayError } from '../errors.ts';
+import type { CompiledRoute, Gateway } from '../gateway.ts';
+import { isMethodMismatch } from '../router.ts';
+import { forward } from '../upstream/forward.ts';
+import { HeaderMap } from './header-map.ts';
+import { buildUpstreamHeaders } from './proxy-headers.ts';
+import { requestIdFor } from './request-id.ts';
+import { decodeParams, pathProblem } from './request-path.ts';
+import { errorResponse, responseFromReply } from './responses.ts';
+
+const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
+
+/**
+ * The request path of one worker: route, run the chain, forward, run the chain back, respond.
+ * Everything that can fail ends as a GatewayError answered by `errorResponse`.
+ */
+export function handleRequest(gateway: Gateway, req: IncomingMessage, res: ServerResponse): void {
+  const startedAt = performance.now();
+  gateway.inflight++;
+  const url = req.url ?? '/';
+  const queryAt = url.indexOf('?');
+  const path = queryAt === -1 ? url : url.slice(0, queryAt);
+  const query = queryAt === -1 ? '' : url.slice(queryAt + 1);
+  const method = req.method ?? 'GET';
+
+  let route: CompiledRoute | null = null;
+  let params = NO_PARAMS;
+  let upstreamPath = url;
+  let routeError: GatewayError | null = null;
+  const problem = pathProblem(path);
+  if (problem !== null) {
+    routeError = new GatewayError('TG_ERR_BAD_PATH', `The request path is not acceptable: ${problem}`);
+  } else {
+    const found = gateway.router.find(method, req.headers.host, path);
+    if (found === null) {
+      routeError = new GatewayError('TG_ERR_ROUTE_NOT_FOUND', `No route matches ${method} ${path}`);
+    } else if (isMethodMismatch(found)) {
+      routeError = new GatewayError('TG_ERR_METHOD_NOT_ALLOWED', `The route does not accept ${method}`, {
+        headers: { allow: found.allowed.join(', ') },
+      });
+    } else {
+      route = found.value;
+      const rewritten = route.rewritePath(path, found.params);
+      upstreamPath = queryAt === -1 ? rewritten : `${rewritten}?${query}`;
+      const decoded = found.params === NO_PARAMS ? NO_PARAMS : decodeParams(found.params);
+      if (decoded === null) routeError = new GatewayError('TG_ERR_BAD_PATH', 'The request path has a malformed percent-encoding');
+      else params = decoded;
+    }
+  }
+
+  const id = requestIdFor(req.headers['x-request-id']);
+  const headers = buildUpstreamHeaders(req, { trusted: gateway.trusted, requestId: id, protocol: 'http' });
+  const ctx = new RequestContext(
+    id,
+    new IncomingRequest(req, path, query, gateway.trusted),
+    route === null ? null : route.info,
+    params,
+    { method, path: upstreamPath, headers: new HeaderMap(headers) },
+    startedAt,
+  );
+
+  const abort = new AbortController();
+  res.once('close', () => {
+    if (!res.writableFinished) abort.abort();
+    logAccess(gateway, ctx, res);
+    gateway.requestDone();
+  });
+
+  serve(gateway, ctx, route, routeError, abort.signal, res).catch((error: unknown) => {
+    // serve() answers every failure itself; reaching here means writing the response failed.
+    gateway.logger.error({ err: error, reqId: ctx.id }, 'failed to send response');
+    res.destroy();
+  });
+}
+
+async function serve(
+  gateway: Gateway,
+  ctx: RequestContext,
+  route: CompiledRoute | null,
+  routeError: GatewayError | null,
+  signal: AbortSignal,
+  res: ServerResponse,
+): Promise<void> {
+  const chain: Chain = route === null ? gateway.globalChain : route.chain;
+  let response: GatewayResponse;
+  try {
+    const reply = chain.length === 0 ? undefined : await runRequestHooks(ctx, chain);
+    if (reply !== undefined) response = responseFromReply(reply);
+    else if (routeError !== null) throw routeError;
+    else response = await forward(ctx, route!, signal);
+  } catch (thrown) {
+    response = await answerError(gateway, ctx, chain, toGatewayError(thrown));
+  }
+
+  if (chain.length > 0) {
+    try {
+      await runResponseHooks(ctx, chain, response);
+    } catch (thrown) {
+      discardBody(response);
+      const error = toGatewayError(thrown);
+      ctx.error = error;
+      response = errorResponse(error, ctx.id);
+    }
+  }
+  ctx.response = response;
+  send(gateway, ctx, response, res);
+}
+
+async function answerError(gateway: Gateway, ctx: RequestContext, chain: Chain, error: GatewayError): Promise<GatewayResponse> {
+  ctx.error = error;
+  if (chain.length === 0) return errorResponse(error, ctx.id);
+  const reply = await runErrorHooks(ctx, chain, error, (failure) =>
+    gateway.logger.error({ reqId: ctx.id, code: failure.code, err: failure.cause ?? failure }, failure.logDetail ?? failure.message),
+  );
+  return reply === undefined ? errorResponse(error, ctx.id) : responseFromReply(reply);
+}
+
+function send(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, res: ServerResponse): void {
+  if (res.destroyed) {
+    discardBody(response);
+    return;
+  }
+  const headers = response.headers.toRecord();
+  headers['x-request-id'] = ctx.id;
+  if (gateway.draining) headers.connection = 'close';
+  res.writeHead(response.status, headers);
+  const body = response.body;
+  if (body === null || typeof body === 'string' || body instanceof Uint8Array) {
+    res.end(body);
+    return;
+  }
+  // The status is already on the wire, so a body that fails mid-stream can only cut the connection;
+  // record why before the response closes and the access line is written.
+  body.once('error', (error: Error) => {
+    ctx.error ??= new GatewayError('TG_ERR_UPSTREAM_RESET', undefined, {
+      cause: error,
+      logDetail: `response body from ${ctx.upstreamTarget ?? 'a plugin'} failed mid-stream: ${error.message}`,
+    });
+  });
+  pipeline(body, res, noop);
+}
+
+function noop(): void {}
+
+function discardBody(response: GatewayResponse): void {
+  const body = response.body;
+  if (body !== null && typeof body === 'object' && 'destroy' in body) body.destroy();
+}
+
+function toGatewayError(thrown: unknown): GatewayError {
+  if (GatewayError.is(thrown)) return thrown;
+  return new GatewayError('TG_ERR_INTERNAL', undefined, {
+    cause: thrown,
+    logDetail: thrown instanceof Error ? thrown.message : String(thrown),
+  });
+}
+
+function logAccess(gateway: Gateway, ctx: RequestContext, res: ServerResponse): void {
+  const error = ctx.error;
+  const aborted = !res.writableFinished;
+  if (!gateway.config.log.accessLog && error === null && !aborted) return;
+  const entry = {
+    reqId: ctx.id,
+    method: ctx.request.method,
+    path: ctx.request.path,
+    route: ctx.route?.name ?? null,
+    status: aborted && !res.headersSent ? 499 : res.statusCode,
+    ms: round(performance.now() - ctx.startedAt),
+    upstream: ctx.upstreamTarget,
+    upstreamMs: ctx.upstreamHeadersMs === null ? null : round(ctx.upstreamHeadersMs),
+    aborted,
+    code: error?.code ?? null,
+    err: error?.logDetail ?? error?.message ?? null,
+  };
+  if (error !== null && error.status >= 500) gateway.logger.warn(entry, 'request');
+  else gateway.logger.info(entry, 'request');
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}

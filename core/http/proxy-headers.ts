@@ -1,0 +1,98 @@
+import type { IncomingMessage } from 'node:http';
+import type { HeaderRecord } from './header-map.ts';
+import type { TrustedProxies } from './trusted-proxies.ts';
+
+/**
+ * Hop-by-hop fields (RFC 9110 §7.6.1, plus the RFC 2616 ones still seen in the wild). They describe
+ * one connection and are never forwarded; nor is any field a `Connection` header names.
+ * `proxy-authorization` is meant for this gateway and would leak credentials upstream.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'te',
+  'transfer-encoding',
+  'trailer',
+  'upgrade',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'http2-settings',
+]);
+
+// Node's server answers `Expect: 100-continue` itself; forwarding it would make undici refuse the request.
+const REQUEST_ONLY_DROPPED = new Set(['expect', 'host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded']);
+
+export interface UpstreamHeaderOptions {
+  trusted: TrustedProxies;
+  requestId: string;
+  /** `http` or `https`, as the client reached the gateway. */
+  protocol: string;
+}
+
+/**
+ * The headers to send upstream: the client's, minus hop-by-hop fields, plus forwarding headers.
+ * `host` is left out: it depends on the target, chosen when the request is forwarded.
+ */
+export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHeaderOptions): HeaderRecord {
+  const incoming = req.headers;
+  const named = connectionNamed(incoming.connection);
+  const out: HeaderRecord = Object.create(null);
+  for (const name in incoming) {
+    if (HOP_BY_HOP.has(name) || REQUEST_ONLY_DROPPED.has(name) || (named !== null && named.has(name))) continue;
+    out[name] = incoming[name];
+  }
+
+  const peer = req.socket.remoteAddress ?? '';
+  const clientHost = incoming.host ?? '';
+  if (options.trusted.isTrusted(peer)) {
+    // A trusted proxy speaks for the client: extend its chain and keep what it said about the origin.
+    const chain = joined(incoming['x-forwarded-for']);
+    out['x-forwarded-for'] = chain ? `${chain}, ${unmapped(peer)}` : unmapped(peer);
+    out['x-forwarded-proto'] = joined(incoming['x-forwarded-proto']) || options.protocol;
+    out['x-forwarded-host'] = joined(incoming['x-forwarded-host']) || clientHost;
+    if (incoming.forwarded !== undefined) out.forwarded = incoming.forwarded;
+  } else {
+    out['x-forwarded-for'] = unmapped(peer);
+    out['x-forwarded-proto'] = options.protocol;
+    if (clientHost) out['x-forwarded-host'] = clientHost;
+  }
+  out['x-request-id'] = options.requestId;
+  if (incoming['content-length'] === '0') delete out['content-length'];
+  return out;
+}
+
+/** Removes hop-by-hop fields from an upstream response's headers, in place. */
+export function stripResponseHopByHop(headers: HeaderRecord): HeaderRecord {
+  const named = connectionNamed(headers.connection);
+  for (const name in headers) {
+    if (HOP_BY_HOP.has(name) || (named !== null && named.has(name))) delete headers[name];
+  }
+  return headers;
+}
+
+/** True when the request carries a body to forward. */
+export function hasRequestBody(req: IncomingMessage): boolean {
+  const length = req.headers['content-length'];
+  return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
+}
+
+function connectionNamed(value: string | string[] | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  const text = joined(value).toLowerCase();
+  if (text === 'keep-alive' || text === 'close') return null;
+  const names = new Set<string>();
+  for (const token of text.split(',')) {
+    const name = token.trim();
+    if (name) names.add(name);
+  }
+  return names;
+}
+
+function joined(value: string | string[] | undefined): string {
+  return value === undefined ? '' : Array.isArray(value) ? value.join(', ') : value;
+}
+
+function unmapped(address: string): string {
+  return address.startsWith('::ffff:') ? address.slice(7) : address;
+}

@@ -1,0 +1,14 @@
+/**
+ * tollgate's public API: what a config file and a plugin import.
+ */
+export { defineConfig } from './config/define-config.ts';
+export type { GatewayConfig, RouteConfig, UpstreamConfig, HttpMethod, Duration } from './config/types.ts';
+export { loadConfig, type LoadedConfig } from './config/load-config.ts';
+export { ConfigError, type ConfigIssue, type ResolvedConfig } from './config/validate.ts';
+
+export { definePlugin } from './plugin.ts';
+export type { PluginDefinition, PluginHooks, PluginFactory, PluginInstance, GatewayServices } from './plugin.ts';
+export { RequestContext, IncomingRequest, GatewayResponse, type MatchedRoute, type UpstreamRequest, type ResponseSource } from './context.ts';
+export { reply, type Reply, type ResponseBody } from './reply.ts';
+export { HeaderMap, type HeaderValue } from './http/header-map.ts';
+export { GatewayError, errorCodes, type ErrorCode, type GatewayErrorOptions } from './errors.ts';

@@ -1,0 +1,119 @@
+import type { StandardSchemaV1 } from '@standard-schema/spec';
+import type { Logger } from 'pino';
+import { GatewayError } from './errors.ts';
+import type { GatewayResponse, RequestContext } from './context.ts';
+import type { Reply } from './reply.ts';
+
+/** Services a plugin receives in `setup`, once per worker. */
+export interface GatewayServices {
+  /** A pino logger bound to the plugin's name and the worker. */
+  readonly logger: Logger;
+  /** 1-based index of the cluster worker running this copy of the plugin. */
+  readonly workerId: number;
+}
+
+type MaybePromise<T> = T | Promise<T>;
+
+/**
+ * The hooks a plugin's `setup` returns. All are optional.
+ *
+ * - `onRequest` runs in config order (global plugins, then the route's). Return a `Reply` to answer
+ *   early: later `onRequest` hooks and the upstream are skipped.
+ * - `onResponse` runs in reverse order for every plugin whose place in the chain was reached, with
+ *   the upstream's response, an early `Reply` or an error response alike.
+ * - `onError` runs (in reverse) when a hook or the upstream failed; return a `Reply` to answer in
+ *   place of the gateway's JSON error.
+ * - `close` runs when the worker shuts down.
+ */
+export interface PluginHooks {
+  onRequest?(ctx: RequestContext): MaybePromise<Reply | void>;
+  onResponse?(ctx: RequestContext, response: GatewayResponse): MaybePromise<void>;
+  onError?(ctx: RequestContext, error: GatewayError): MaybePromise<Reply | void>;
+  close?(): MaybePromise<void>;
+}
+
+type NoOptions = StandardSchemaV1<Record<string, never> | undefined, undefined>;
+
+export interface PluginDefinition<Schema extends StandardSchemaV1 = NoOptions> {
+  /** kebab-case; appears in logs and error messages. */
+  name: string;
+  /** semver of the plugin. */
+  version: string;
+  /**
+   * Any Standard Schema (zod, valibot, arktype...) for the options. It is the single source of the
+   * options' TypeScript type and of their validation when the config loads.
+   */
+  options?: Schema;
+  /** Runs once per worker with validated options; builds long-lived state and returns the hooks. */
+  setup(options: StandardSchemaV1.InferOutput<Schema>, gw: GatewayServices): MaybePromise<PluginHooks>;
+}
+
+const kPlugin = Symbol.for('tollgate.plugin');
+const kPluginInstance = Symbol.for('tollgate.pluginInstance');
+
+/** A plugin with its (not yet validated) options, as listed in a config. */
+export interface PluginInstance {
+  readonly [kPluginInstance]: true;
+  readonly plugin: DefinedPlugin;
+  readonly rawOptions: unknown;
+}
+
+export interface DefinedPlugin {
+  readonly [kPlugin]: true;
+  readonly name: string;
+  readonly version: string;
+  readonly options: StandardSchemaV1 | undefined;
+  readonly setup: (options: unknown, gw: GatewayServices) => MaybePromise<PluginHooks>;
+}
+
+/** Call it with the plugin's options to list the plugin in a config. */
+export type PluginFactory<Schema extends StandardSchemaV1> =
+  undefined extends StandardSchemaV1.InferInput<Schema>
+    ? (options?: StandardSchemaV1.InferInput<Schema>) => PluginInstance
+    : (options: StandardSchemaV1.InferInput<Schema>) => PluginInstance;
+
+const NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
+const VERSION = /^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$/;
+
+/**
+ * Declares a plugin. Its only runtime job is to check the definition; its real job is type inference,
+ * so that `setup` sees typed options and the config sees a typed factory.
+ */
+export function definePlugin<Schema extends StandardSchemaV1 = NoOptions>(
+  definition: PluginDefinition<Schema>,
+): PluginFactory<Schema> {
+  const problem = describeDefinitionProblem(definition);
+  if (problem) {
+    const label = typeof definition?.name === 'string' ? `plugin "${definition.name}"` : 'a plugin';
+    throw new GatewayError('TG_ERR_PLUGIN_DEFINITION', `${label}: ${problem}`);
+  }
+  const plugin: DefinedPlugin = Object.freeze({
+    [kPlugin]: true as const,
+    name: definition.name,
+    version: definition.version,
+    options: definition.options,
+    setup: definition.setup as DefinedPlugin['setup'],
+  });
+  const factory = (rawOptions?: unknown): PluginInstance =>
+    Object.freeze({ [kPluginInstance]: true as const, plugin, rawOptions });
+  return factory as PluginFactory<Schema>;
+}
+
+function describeDefinitionProblem(definition: PluginDefinition<StandardSchemaV1>): string | null {
+  if (typeof definition !== 'object' || definition === null) return 'definePlugin expects an object';
+  if (typeof definition.name !== 'string' || !NAME.test(definition.name)) {
+    return `name must be kebab-case (e.g. "stamp-tenant"), got ${JSON.stringify(definition.name)}`;
+  }
+  if (typeof definition.version !== 'string' || !VERSION.test(definition.version)) {
+    return `version must be semver (e.g. "1.0.0"), got ${JSON.stringify(definition.version)}`;
+  }
+  if (definition.options !== undefined && typeof definition.options?.['~standard']?.validate !== 'function') {
+    return 'options must be a Standard Schema (a zod, valibot or arktype schema, say)';
+  }
+  if (typeof definition.setup !== 'function') return 'setup must be a function returning the hooks';
+  return null;
+}
+
+export function isPluginInstance(value: unknown): value is PluginInstance {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kPluginInstance] === true;
+}

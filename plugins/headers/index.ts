@@ -1,0 +1,39 @@
+import { z } from 'zod';
+import { definePlugin } from '../../core/index.ts';
+
+const headerChanges = z
+  .strictObject({
+    /** Headers to set, replacing any value already there. */
+    set: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a header name'), z.string()).default({}),
+    /** Header names to remove. */
+    remove: z.array(z.string()).default([]),
+  })
+  .prefault({});
+
+const options = z.strictObject({
+  /** Changes to the request sent upstream. */
+  request: headerChanges,
+  /** Changes to the response sent to the client (upstream answers, early replies and errors alike). */
+  response: headerChanges,
+});
+
+/** Sets and removes request and response headers. */
+export const headers = definePlugin({
+  name: 'headers',
+  version: '1.0.0',
+  options,
+  setup({ request, response }) {
+    const requestSet = Object.entries(request.set);
+    const responseSet = Object.entries(response.set);
+    return {
+      onRequest(ctx) {
+        for (const name of request.remove) ctx.upstreamRequest.headers.delete(name);
+        for (const [name, value] of requestSet) ctx.upstreamRequest.headers.set(name, value);
+      },
+      onResponse(_ctx, res) {
+        for (const name of response.remove) res.headers.delete(name);
+        for (const [name, value] of responseSet) res.headers.set(name, value);
+      },
+    };
+  },
+});

@@ -1,0 +1,2 @@
+/** The plugins bundled with tollgate. */
+export { headers } from './headers/index.ts';
