@@ -1,10 +1,11 @@
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
+import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config/load-config.ts';
 import type { ResolvedConfig } from '../config/validate.ts';
 import { createLogger, type LoggerHandle } from '../log/logger.ts';
-import { ENV_CONFIG, ENV_WORKER, isWorkerMessage, type PrimaryMessage } from './messages.ts';
+import { ENV_CONFIG, ENV_PORT, ENV_WORKER, isWorkerMessage, type PrimaryMessage } from './messages.ts';
 import { respawnDelay } from './respawn-backoff.ts';
 
 export interface PrimaryOptions {
@@ -51,6 +52,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   }
   logger.level = config.log.level;
 
+  // Port 0 is resolved once here: a worker respawned after the last one died would otherwise listen
+  // on a different random port.
+  const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
   const count = options.workers ?? (config.workers === 'auto' ? availableParallelism() : config.workers);
   cluster.schedulingPolicy = config.scheduling === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   cluster.setupPrimary({ exec: WORKER_ENTRY, args: [] });
@@ -79,7 +83,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       slot.ready = false;
       slot.lastFatal = null;
       slot.startedAt = Date.now();
-      const worker = cluster.fork({ [ENV_CONFIG]: filepath, [ENV_WORKER]: String(slot.id) });
+      const worker = cluster.fork({ [ENV_CONFIG]: filepath, [ENV_WORKER]: String(slot.id), [ENV_PORT]: String(port) });
       slot.worker = worker;
       worker.on('message', (message: unknown) => {
         if (!isWorkerMessage(message)) return;
@@ -166,5 +170,16 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     process.on('SIGINT', onSignal);
 
     for (const slot of slots) fork(slot);
+  });
+}
+
+function freePort(host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.once('error', reject);
+    probe.listen(0, host, () => {
+      const { port } = probe.address() as AddressInfo;
+      probe.close(() => resolve(port));
+    });
   });
 }

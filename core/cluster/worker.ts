@@ -6,7 +6,7 @@ import { GatewayError } from '../errors.ts';
 import { Gateway } from '../gateway.ts';
 import { answerClientError } from '../http/client-error.ts';
 import { createLogger, type LoggerHandle } from '../log/logger.ts';
-import { ENV_CONFIG, ENV_WORKER, type PrimaryMessage, type WorkerMessage } from './messages.ts';
+import { ENV_CONFIG, ENV_PORT, ENV_WORKER, type PrimaryMessage, type WorkerMessage } from './messages.ts';
 
 /**
  * A cluster worker: loads the config the primary validated, sets up plugins and pools, serves on the
@@ -41,7 +41,7 @@ export async function runWorker(): Promise<void> {
     server.on('clientError', answerClientError);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ port: config.listen.port, host: config.listen.host }, resolve);
+      server.listen({ port: Number(process.env[ENV_PORT] ?? config.listen.port), host: config.listen.host }, resolve);
     });
   } catch (error) {
     fail(log, error, 'startup failed');

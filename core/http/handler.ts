@@ -148,7 +148,11 @@ function noop(): void {}
 
 function discardBody(response: GatewayResponse): void {
   const body = response.body;
-  if (body !== null && typeof body === 'object' && 'destroy' in body) body.destroy();
+  if (body !== null && typeof body === 'object' && 'destroy' in body) {
+    // undici's body reports its own abort as an error; nobody is reading it any more.
+    body.on('error', noop);
+    body.destroy();
+  }
 }
 
 function toGatewayError(thrown: unknown): GatewayError {

@@ -1,0 +1,63 @@
+import { expect } from 'chai';
+import { Router, RouteConflictError, isMethodMismatch, type RouteDefinition } from '../core/router.ts';
+
+function router(...patterns: (string | Partial<RouteDefinition<string>>)[]): Router<string> {
+  return new Router(
+    patterns.map((p) => (typeof p === 'string' ? { pattern: p, value: p } : { value: p.pattern!, ...p } as RouteDefinition<string>)),
+  );
+}
+
+/** The match as plain data: `{ route, params }`, `{ allowed }` for a method mismatch, or null. */
+function find(r: Router<string>, path: string, method = 'GET', host?: string): { route?: string; params?: object; allowed?: string[] } | null {
+  const found = r.find(method, host, path);
+  return found === null || isMethodMismatch(found) ? found : { route: found.value, params: { ...found.params } };
+}
+
+describe('router', () => {
+  it('matches exact paths, including the root and a trailing slash as a distinct path', () => {
+    const r = router('/', '/a', '/a/');
+    expect(find(r, '/')).to.deep.equal({ route: '/', params: {} });
+    expect(find(r, '/a')?.route).to.equal('/a');
+    expect(find(r, '/a/')?.route).to.equal('/a/');
+    expect(find(r, '/b')).to.equal(null);
+  });
+
+  it('captures :params per segment and never across a slash', () => {
+    const r = router('/orders/:id', '/orders/:id/items/:item');
+    expect(find(r, '/orders/42')).to.deep.equal({ route: '/orders/:id', params: { id: '42' } });
+    expect(find(r, '/orders/42/items/7')).to.deep.equal({ route: '/orders/:id/items/:item', params: { id: '42', item: '7' } });
+    expect(find(r, '/orders/')).to.equal(null);
+    expect(find(r, '/orders/42/extra')).to.equal(null);
+  });
+
+  it('prefers static, then a parameter, then a wildcard, and backtracks when a branch dead-ends', () => {
+    const r = router('/files/special', '/files/:name/raw', '/files/*');
+    expect(find(r, '/files/special')?.route).to.equal('/files/special');
+    expect(find(r, '/files/special/raw')).to.deep.equal({ route: '/files/:name/raw', params: { name: 'special' } });
+    expect(find(r, '/files/a/b/c')).to.deep.equal({ route: '/files/*', params: { '*': 'a/b/c' } });
+    expect(find(r, '/files/')).to.deep.equal({ route: '/files/*', params: { '*': '' } });
+  });
+
+  it('reports the allowed methods when only the method differs', () => {
+    const r = router({ pattern: '/x', methods: ['POST'] }, { pattern: '/x', methods: ['GET'], value: 'get-x' });
+    expect(find(r, '/x', 'GET')?.route).to.equal('get-x');
+    expect(find(r, '/x', 'HEAD')?.route).to.equal('get-x');
+    expect(find(r, '/x', 'DELETE')).to.deep.equal({ allowed: ['POST', 'GET', 'HEAD'] });
+  });
+
+  it('falls back from a host-specific tree to the any-host routes', () => {
+    const r = router({ pattern: '/', host: 'api.example.com', value: 'api' }, { pattern: '/', host: '*.example.com', value: 'wild' }, '/');
+    expect(find(r, '/', 'GET', 'api.example.com:443')?.route).to.equal('api');
+    expect(find(r, '/', 'GET', 'a.b.example.com')?.route).to.equal('wild');
+    expect(find(r, '/', 'GET', 'example.com')?.route).to.equal('/');
+    expect(find(r, '/', 'GET', '[::1]:8080')?.route).to.equal('/');
+  });
+
+  it('refuses duplicate routes, misplaced wildcards and malformed parameters at build time', () => {
+    expect(() => router('/a/:id', '/a/:other')).to.throw(RouteConflictError, /already routed/);
+    expect(() => router('/a/*/b')).to.throw(RouteConflictError, /only end a path/);
+    expect(() => router('/a/:id/:id')).to.throw(RouteConflictError, /appears twice/);
+    expect(() => router('/a/x:id')).to.throw(RouteConflictError, /whole segment/);
+    expect(() => router('/a/:1d')).to.throw(RouteConflictError, /invalid parameter name/);
+  });
+});
