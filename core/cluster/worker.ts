@@ -52,9 +52,9 @@ export async function runWorker(): Promise<void> {
   const drain = async (): Promise<void> => {
     if (draining) return;
     draining = true;
-    logger.info({ inflight: gateway.inflight }, 'draining');
     server.close();
     server.closeIdleConnections();
+    logger.info({ inflight: gateway.inflight }, 'draining');
     const deadline = setTimeout(() => {
       logger.warn({ inflight: gateway.inflight }, 'drain timeout reached; closing remaining connections');
       server.closeAllConnections();

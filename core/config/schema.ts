@@ -4,10 +4,11 @@ import { validateProxyEntry } from '../http/trusted-proxies.ts';
 import { parseDuration } from './duration.ts';
 import type { GatewayConfig } from './types.ts';
 
-const duration = z.union([z.number(), z.string()]).transform((value, ctx) => {
+const DURATION_HINT = "expected a duration such as 500, '250ms', '30s', '5m' or '1h'";
+const duration = z.union([z.number(), z.string()], { error: DURATION_HINT }).transform((value, ctx) => {
   const ms = parseDuration(value);
   if (ms === null) {
-    ctx.addIssue({ code: 'custom', message: `expected a duration such as 500, '250ms', '30s', '5m' or '1h', got ${JSON.stringify(value)}` });
+    ctx.addIssue({ code: 'custom', message: `${DURATION_HINT}, got ${JSON.stringify(value)}` });
     return z.NEVER;
   }
   return ms;
@@ -68,7 +69,9 @@ export const configSchema = z.strictObject({
   listen: z
     .strictObject({ port: z.int().min(0).max(65535).default(8080), host: z.string().min(1).default('0.0.0.0') })
     .prefault({}),
-  workers: z.union([z.literal('auto'), z.int().min(1).max(1024)]).default('auto'),
+  workers: z
+    .union([z.literal('auto'), z.int().min(1).max(1024)], { error: 'expected "auto" or a whole number of workers (1-1024)' })
+    .default('auto'),
   scheduling: z.enum(['round-robin', 'os']).default('round-robin'),
   trustProxy: z
     .array(

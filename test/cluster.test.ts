@@ -1,0 +1,157 @@
+import { expect } from 'chai';
+import { once } from 'node:events';
+import type { ServerResponse } from 'node:http';
+import { respawnDelay } from '../core/cluster/respawn-backoff.ts';
+import { CORE, FIXTURE_PLUGINS, startGateway, type GatewayProcess } from './support/gateway-process.ts';
+import { send } from './support/http.ts';
+import { startUpstream, type TestUpstream } from './support/upstream.ts';
+
+function configFor(upstream: TestUpstream, extra = ''): string {
+  return `
+    import { defineConfig } from '${CORE}';
+    import { probe } from '${FIXTURE_PLUGINS}/probe.ts';
+    export default defineConfig({
+      listen: { port: 0, host: '127.0.0.1' },
+      ${extra}
+      upstreams: { app: { targets: ['${upstream.url}'] } },
+      plugins: [probe({ label: 'p' })],
+      routes: [{ path: '/*', upstream: 'app' }],
+    });
+  `;
+}
+
+/** An upstream that holds `/slow` requests until the test releases them. */
+async function holdingUpstream() {
+  const held: ServerResponse[] = [];
+  const arrivals: (() => void)[] = [];
+  const upstream = await startUpstream((req, res) => {
+    req.resume();
+    if (req.url === '/slow') {
+      held.push(res);
+      arrivals.shift()?.();
+      return;
+    }
+    res.end('fast');
+  });
+  return {
+    upstream,
+    /** Resolves when the next /slow request reaches the upstream. */
+    nextArrival: () => new Promise<void>((resolve) => arrivals.push(resolve)),
+    release: () => held.splice(0).forEach((res) => res.end('slow done')),
+  };
+}
+
+describe('cluster', () => {
+  describe('workers', () => {
+    let upstream: TestUpstream;
+    let gateway: GatewayProcess;
+
+    before(async () => {
+      upstream = await startUpstream();
+      gateway = await startGateway(configFor(upstream), { workers: 2 });
+    });
+    after(async () => {
+      await gateway?.stop();
+      await upstream?.close();
+    });
+
+    it('starts the number of workers asked for and shares connections across them', async () => {
+      expect(gateway.workerPids).to.have.length(2);
+      const pids = new Set<string>();
+      for (let i = 0; i < 20 && pids.size < 2; i++) {
+        pids.add(String((await send(`${gateway.url}/x`)).headers['x-worker-pid']));
+      }
+      expect([...pids].sort()).to.deep.equal(gateway.workerPids.map(String).sort());
+    });
+
+    it('replaces a worker that is killed, logs why, and keeps serving', async () => {
+      const victim = gateway.workerPids[0]!;
+      const readyBefore = gateway.logs.filter((l) => l.msg === 'worker ready').length;
+      process.kill(victim, 'SIGKILL');
+      const died = await gateway.waitForLog((l) => l.workerPid === victim && typeof l.msg === 'string' && l.msg.includes('killed by SIGKILL'));
+      expect(died.msg).to.match(/respawning in \d+ ms/);
+      expect(died.level).to.equal('warn');
+      const ready = await gateway.waitForLog((l) => l.msg === 'worker ready' && gateway.logs.filter((x) => x.msg === 'worker ready').indexOf(l) >= readyBefore);
+      expect(ready.workerPid).to.be.a('number').and.not.equal(victim);
+      expect(ready.worker).to.equal(died.worker);
+      const pids = new Set<string>();
+      for (let i = 0; i < 20 && pids.size < 2; i++) pids.add(String((await send(`${gateway.url}/x`)).headers['x-worker-pid']));
+      expect(pids).to.include(String(ready.workerPid));
+      expect(pids).not.to.include(String(victim));
+    });
+  });
+
+  describe('graceful shutdown', () => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      it(`on ${signal} finishes in-flight requests, refuses new connections, then exits 0`, async () => {
+        const { upstream, nextArrival, release } = await holdingUpstream();
+        const gateway = await startGateway(configFor(upstream), { workers: 2 });
+        try {
+          const arrived = nextArrival();
+          const inflight = send(`${gateway.url}/slow`);
+          await arrived;
+          gateway.child.kill(signal);
+          await gateway.waitForLog((l) => l.msg === 'draining' && l.inflight === 1);
+          // Every worker has closed its listener once both logged 'draining'.
+          await gateway.waitForLog((l) => l.msg === 'drained');
+          let refused: unknown = null;
+          await send(`${gateway.url}/x`).catch((error: unknown) => (refused = error));
+          expect(refused).to.have.property('code', 'ECONNREFUSED');
+          release();
+          const res = await inflight;
+          expect(res.status).to.equal(200);
+          expect(res.text).to.equal('slow done');
+          expect(res.headers.connection).to.equal('close');
+          expect(await gateway.exited).to.equal(0);
+        } finally {
+          release();
+          await gateway.stop();
+          await upstream.close();
+        }
+      });
+    }
+
+    it('cuts requests still running at the drain timeout and still exits 0', async () => {
+      const { upstream, nextArrival, release } = await holdingUpstream();
+      const gateway = await startGateway(configFor(upstream, `shutdown: { drainTimeout: '300ms' },`));
+      try {
+        const arrived = nextArrival();
+        const inflight = send(`${gateway.url}/slow`).catch((error: unknown) => error);
+        await arrived;
+        gateway.child.kill('SIGTERM');
+        await gateway.waitForLog((l) => l.msg === 'drain timeout reached; closing remaining connections');
+        expect(await inflight).to.be.instanceOf(Error);
+        expect(await gateway.exited).to.equal(0);
+      } finally {
+        release();
+        await gateway.stop();
+        await upstream.close();
+      }
+    });
+  });
+
+  describe('startup', () => {
+    it('exits 1 with the plugin and the reason when a plugin fails to set up', async () => {
+      const upstream = await startUpstream();
+      try {
+        const failing = configFor(upstream).replace("probe({ label: 'p' })", "probe({ label: 'p', throwIn: 'setup' })");
+        const error = await startGateway(failing).then(
+          () => null,
+          (e: Error) => e,
+        );
+        expect(error?.message).to.contain('gateway exited (1) before it was ready');
+        expect(error?.message).to.contain('TG_ERR_PLUGIN_SETUP');
+        expect(error?.message).to.contain('plugins[0] "probe": setup failed: probe p refuses to start');
+      } finally {
+        await upstream.close();
+      }
+    });
+  });
+
+  describe('respawn backoff', () => {
+    it('replaces a worker at once after a healthy run, then backs off exponentially up to 30 s', () => {
+      expect([0, 1, 2, 3, 4, 5].map(respawnDelay)).to.deep.equal([0, 100, 200, 400, 800, 1600]);
+      expect(respawnDelay(20)).to.equal(30_000);
+    });
+  });
+});
