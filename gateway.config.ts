@@ -1,6 +1,6 @@
 // The default config: `npm run demo` starts it with a demo upstream on 127.0.0.1:3001.
-import { defineConfig } from './core/index.ts';
-import { headers } from './plugins/index.ts';
+import { defineConfig } from 'tollgate';
+import { headers } from 'tollgate/plugins';
 
 export default defineConfig({
   listen: { port: Number(process.env.PORT ?? 8080), host: '127.0.0.1' },
