@@ -1,0 +1,68 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import autocannon from 'autocannon';
+
+const run = promisify(execFile);
+
+export interface LoadResult {
+  requestsPerSec: number;
+  p50Ms: number;
+  p99Ms: number;
+  /** Completed requests (for CPU time per request). */
+  requests: number;
+  errors: number;
+}
+
+export interface LoadOptions {
+  url: string;
+  connections: number;
+  seconds: number;
+  /** CPU list for taskset, e.g. '1'. */
+  cpus?: string | undefined;
+}
+
+export type LoadGenerator = { name: string; run(options: LoadOptions): Promise<LoadResult> };
+
+/** wrk where installed (a C load generator needs far less CPU than the proxy it measures), else autocannon. */
+export async function pickLoadGenerator(): Promise<LoadGenerator> {
+  try {
+    await run('wrk', ['--version']).catch((error: { stdout?: string }) => {
+      if (!error.stdout?.includes('wrk')) throw error;
+    });
+    return { name: 'wrk', run: runWrk };
+  } catch {
+    return { name: 'autocannon', run: runAutocannon };
+  }
+}
+
+async function runWrk(options: LoadOptions): Promise<LoadResult> {
+  const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency', options.url];
+  const { stdout } = options.cpus ? await run('taskset', ['-c', options.cpus, 'wrk', ...args]) : await run('wrk', args);
+  const number = (pattern: RegExp): number => Number(pattern.exec(stdout)?.[1] ?? NaN);
+  const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
+  const non2xx = number(/Non-2xx or 3xx responses: (\d+)/);
+  return {
+    requestsPerSec: number(/Requests\/sec:\s+([\d.]+)/),
+    p50Ms: latencyMs(/50%\s+([\d.]+)(us|ms|s)\b/.exec(stdout)),
+    p99Ms: latencyMs(/99%\s+([\d.]+)(us|ms|s)\b/.exec(stdout)),
+    requests: number(/(\d+) requests in/),
+    errors: (errors ? errors.slice(1).reduce((sum, n) => sum + Number(n), 0) : 0) + (Number.isNaN(non2xx) ? 0 : non2xx),
+  };
+}
+
+function latencyMs(match: RegExpExecArray | null): number {
+  if (!match) return NaN;
+  const value = Number(match[1]);
+  return match[2] === 'us' ? value / 1000 : match[2] === 's' ? value * 1000 : value;
+}
+
+async function runAutocannon(options: LoadOptions): Promise<LoadResult> {
+  const result = await autocannon({ url: options.url, connections: options.connections, duration: options.seconds });
+  return {
+    requestsPerSec: result.requests.average,
+    p50Ms: result.latency.p50,
+    p99Ms: result.latency.p99,
+    requests: result.requests.total,
+    errors: result.errors + result.non2xx,
+  };
+}

@@ -1,0 +1,154 @@
+/**
+ * `npm run bench`: the upstream hit directly, nginx in front of it (where installed) and tollgate
+ * (one worker, no plugins) in front of it, measured in interleaved rounds in one run. Absolute numbers
+ * drift on shared machines; the ratios and the CPU time per request are what to compare across runs.
+ *
+ * Env: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 64).
+ */
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pickLoadGenerator, type LoadResult } from './load.ts';
+import { startNginx } from './nginx.ts';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const REPO = fileURLToPath(new URL('../', import.meta.url));
+// With two cores or more: the proxy under test on core 0, upstream and load generator on the rest.
+const PIN = availableParallelism() >= 2;
+const PROXY_CPU = '0';
+const LOAD_CPUS = `1-${availableParallelism() - 1}`;
+const CLK_TCK = 100;
+
+interface Subject {
+  name: string;
+  url: string;
+  /** Pids whose CPU time counts as the proxy's; none for the upstream itself. */
+  pids: number[];
+}
+
+const children: ChildProcess[] = [];
+process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')));
+
+const load = await pickLoadGenerator();
+const upstreamPort = await startUpstream();
+const upstreamUrl = `http://127.0.0.1:${upstreamPort}/items`;
+const subjects: Subject[] = [{ name: 'upstream direct', url: upstreamUrl, pids: [] }];
+const nginx = await startNginx(upstreamPort, PIN ? PROXY_CPU : undefined).catch((error: Error) => {
+  console.error(`nginx: not measured (${error.message})`);
+  return null;
+});
+if (nginx) {
+  children.push(nginx.child);
+  subjects.push({ name: 'nginx (1 worker)', url: `http://127.0.0.1:${nginx.port}/items`, pids: nginx.pids });
+}
+const tollgate = await startTollgate(upstreamPort);
+subjects.push({ name: 'tollgate (1 worker)', url: `http://127.0.0.1:${tollgate.port}/items`, pids: [tollgate.workerPid] });
+
+console.log(
+  `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each, ` +
+    (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'no pinning (one core)'),
+);
+
+for (const subject of subjects) await load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: PIN ? LOAD_CPUS : undefined });
+
+const results = new Map<string, { load: LoadResult; cpuUsPerRequest: number | null }[]>();
+for (let round = 1; round <= ROUNDS; round++) {
+  for (const subject of subjects) {
+    const cpuBefore = cpuTicks(subject.pids);
+    const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN ? LOAD_CPUS : undefined });
+    const cpuUs = subject.pids.length ? ((cpuTicks(subject.pids) - cpuBefore) / CLK_TCK) * 1e6 : null;
+    const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests };
+    results.set(subject.name, [...(results.get(subject.name) ?? []), entry]);
+    console.log(
+      `  round ${round} ${subject.name.padEnd(20)} ${fmt(result.requestsPerSec, 0).padStart(8)} req/s  p50 ${fmt(result.p50Ms, 2)} ms  p99 ${fmt(result.p99Ms, 2)} ms` +
+        (entry.cpuUsPerRequest === null ? '' : `  ${fmt(entry.cpuUsPerRequest, 1)} µs CPU/req`) +
+        (result.errors ? `  errors ${result.errors}` : ''),
+    );
+  }
+}
+
+const direct = median(results.get('upstream direct')!.map((r) => r.load.requestsPerSec));
+console.log(`\nmedians of ${ROUNDS} rounds (ratio = req/s relative to the upstream hit directly):`);
+console.log('| subject | req/s | p50 ms | p99 ms | ratio | CPU µs/req |');
+console.log('|---|--:|--:|--:|--:|--:|');
+for (const subject of subjects) {
+  const runs = results.get(subject.name)!;
+  const rps = median(runs.map((r) => r.load.requestsPerSec));
+  const cpu = runs[0]!.cpuUsPerRequest === null ? '—' : fmt(median(runs.map((r) => r.cpuUsPerRequest!)), 1);
+  console.log(
+    `| ${subject.name} | ${fmt(rps, 0)} | ${fmt(median(runs.map((r) => r.load.p50Ms)), 2)} | ${fmt(median(runs.map((r) => r.load.p99Ms)), 2)} | ${fmt(rps / direct, 2)} | ${cpu} |`,
+  );
+}
+if (nginx) {
+  const rps = (name: string) => median(results.get(name)!.map((r) => r.load.requestsPerSec));
+  console.log(`\ntollgate / nginx: ${fmt(rps('tollgate (1 worker)') / rps('nginx (1 worker)'), 2)}`);
+}
+process.exit(0);
+
+async function startUpstream(): Promise<number> {
+  const child = fork(join(REPO, 'bench/upstream.ts'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.push(child);
+  const [message] = (await once(child, 'message')) as [{ port: number }];
+  if (PIN) spawn('taskset', ['-pc', LOAD_CPUS, String(child.pid)], { stdio: 'ignore' });
+  return message.port;
+}
+
+async function startTollgate(port: number): Promise<{ port: number; workerPid: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
+  const config = join(dir, 'gateway.config.ts');
+  writeFileSync(
+    config,
+    `import { defineConfig } from '${join(REPO, 'core/index.ts')}';
+export default defineConfig({
+  listen: { port: 0, host: '127.0.0.1' },
+  log: { accessLog: false },
+  upstreams: { bench: { targets: ['http://127.0.0.1:${port}'] } },
+  routes: [{ path: '/items', methods: ['GET'], upstream: 'bench' }],
+});
+`,
+  );
+  const command = [process.execPath, join(REPO, 'core/cli/tollgate.ts'), 'start', '--config', config, '--workers', '1'];
+  const child = PIN
+    ? spawn('taskset', ['-c', PROXY_CPU, ...command], { stdio: ['ignore', 'pipe', 'inherit'] })
+    : spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
+  children.push(child);
+  let output = '';
+  for await (const chunk of child.stdout!) {
+    output += chunk;
+    const ready = output.split('\n').map(parseLine).find((line) => line?.msg?.startsWith('tollgate ready'));
+    if (ready) return { port: ready.port, workerPid: ready.workers[0]! };
+  }
+  throw new Error(`tollgate exited before it was ready:\n${output}`);
+}
+
+function parseLine(text: string): { msg?: string; port: number; workers: number[] } | null {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
+
+function cpuTicks(pids: number[]): number {
+  let total = 0;
+  for (const pid of pids) {
+    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    total += Number(fields[11]) + Number(fields[12]);
+  }
+  return total;
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
+}
+
+function fmt(value: number, digits: number): string {
+  return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
+}
