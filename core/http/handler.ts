@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { pipeline } from 'node:stream';
 import { runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
 import { GatewayResponse, IncomingRequest, RequestContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
@@ -134,14 +133,19 @@ function send(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, 
     return;
   }
   // The status is already on the wire, so a body that fails mid-stream can only cut the connection;
-  // record why before the response closes and the access line is written.
+  // record why before the response closes and the access line is written. (stream.pipeline would do
+  // the same wiring but allocates an AbortController and a DOMException per response.)
   body.once('error', (error: Error) => {
     ctx.error ??= new GatewayError('TG_ERR_UPSTREAM_RESET', undefined, {
       cause: error,
       logDetail: `response body from ${ctx.upstreamTarget ?? 'a plugin'} failed mid-stream: ${error.message}`,
     });
+    res.destroy(error);
   });
-  pipeline(body, res, noop);
+  res.once('close', () => {
+    if (!res.writableFinished) body.destroy();
+  });
+  body.pipe(res);
 }
 
 function noop(): void {}
