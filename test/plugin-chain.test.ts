@@ -20,6 +20,7 @@ describe('plugin chain', () => {
         routes: [
           { path: '/ordered', upstream: 'app', plugins: [probe({ label: 'a', async: true }), probe({ label: 'b' })] },
           { path: '/answered', upstream: 'app', plugins: [probe({ label: 'a' }), probe({ label: 'gate', answer: 403 }), probe({ label: 'after' })] },
+          { path: '/refuses', upstream: 'app', plugins: [probe({ label: 'auth', refuseWith: 'TG_ERR_UNAUTHORIZED' }), probe({ label: 'after' })] },
           { path: '/throws', upstream: 'app', plugins: [probe({ label: 'a' }), probe({ label: 'bad', throwIn: 'onRequest' })] },
           { path: '/throws-late', upstream: 'app', plugins: [probe({ label: 'bad', throwIn: 'onResponse' }), probe({ label: 'z' })] },
           { path: '/stray', upstream: 'app', plugins: [probe({ label: 'sloppy', strayRejection: true })] },
@@ -51,6 +52,14 @@ describe('plugin chain', () => {
     expect(res.headers['x-chain-back']).to.equal('gate, a, global');
     expect(res.headers['x-response-source']).to.equal('plugin');
     expect(upstream.requests.length).to.equal(before);
+  });
+
+  it('answers a GatewayError thrown on purpose with its status, code, message and headers', async () => {
+    const res = await send(`${gateway.url}/refuses`);
+    expect(res.status).to.equal(401);
+    expect(res.headers['www-authenticate']).to.equal('Bearer');
+    expect(res.json().error).to.include({ code: 'TG_ERR_UNAUTHORIZED', message: 'probe auth refuses' });
+    expect(res.headers['x-chain-back']).to.equal('auth, global');
   });
 
   it('turns a hook that throws into a coded 500 and keeps the worker serving', async () => {
@@ -102,6 +111,6 @@ describe('plugin chain', () => {
 
   it('sets each plugin instance up once per worker', async () => {
     const setups = gateway.logs.filter((l) => l.msg === 'probe set up').map((l) => l.label);
-    expect(setups).to.have.members(['global', 'a', 'b', 'a', 'gate', 'after', 'a', 'bad', 'bad', 'z', 'sloppy', 'r', 'fallback', 'r']);
+    expect(setups).to.have.members(['global', 'a', 'b', 'a', 'gate', 'after', 'auth', 'after', 'a', 'bad', 'bad', 'z', 'sloppy', 'r', 'fallback', 'r']);
   });
 });

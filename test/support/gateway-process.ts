@@ -52,10 +52,20 @@ export function runCli(args: string[], cwd = REPO): Promise<{ code: number | nul
  * Starts `tollgate start` (the real primary + cluster workers) on a config given as TypeScript source
  * and resolves once the primary logs that it is ready.
  */
-export async function startGateway(configSource: string, options: { workers?: number } = {}): Promise<GatewayProcess> {
-  const configPath = writeConfig(configSource);
+export function startGateway(configSource: string, options: StartOptions = {}): Promise<GatewayProcess> {
+  return startGatewayFrom(writeConfig(configSource), options);
+}
+
+export interface StartOptions {
+  workers?: number;
+  env?: Record<string, string>;
+}
+
+/** Like startGateway, for a config file that already exists. */
+export async function startGatewayFrom(configPath: string, options: StartOptions = {}): Promise<GatewayProcess> {
   const child = spawn(process.execPath, [CLI, 'start', '--config', configPath, '--workers', String(options.workers ?? 1)], {
     cwd: REPO,
+    env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs: LogLine[] = [];
