@@ -21,7 +21,6 @@ export const errorCodes = {
   TG_ERR_UPSTREAM_UNAVAILABLE: { status: 502, message: 'The upstream refused the connection' },
   TG_ERR_UPSTREAM_RESET: { status: 502, message: 'The upstream closed the connection' },
   TG_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, message: 'The upstream sent an invalid response' },
-  TG_ERR_SHUTTING_DOWN: { status: 503, message: 'The gateway is shutting down' },
   TG_ERR_UPSTREAM_CONNECT_TIMEOUT: { status: 504, message: 'Timed out connecting to the upstream' },
   TG_ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'Timed out waiting for the upstream' },
 

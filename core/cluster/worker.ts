@@ -35,6 +35,9 @@ export async function runWorker(): Promise<void> {
         requestTimeout: config.server.requestTimeout,
         keepAliveTimeout: config.server.keepAliveTimeout,
         maxHeaderSize: config.server.maxHeaderSize,
+        // Node checks the two timeouts above only this often (30 s by default), which would let a
+        // slow client hold a connection far past its headersTimeout.
+        connectionsCheckingInterval: Math.min(1_000, config.server.headersTimeout),
       },
       gateway.handle,
     );
