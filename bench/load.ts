@@ -19,6 +19,8 @@ export interface LoadOptions {
   seconds: number;
   /** CPU list for taskset, e.g. '1'. */
   cpus?: string | undefined;
+  /** Open a new connection for every request (`Connection: close`). */
+  closeConnections?: boolean;
 }
 
 export type LoadGenerator = { name: string; run(options: LoadOptions): Promise<LoadResult> };
@@ -37,6 +39,7 @@ export async function pickLoadGenerator(): Promise<LoadGenerator> {
 
 async function runWrk(options: LoadOptions): Promise<LoadResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency', options.url];
+  if (options.closeConnections) args.unshift('-H', 'Connection: close');
   const { stdout } = options.cpus ? await run('taskset', ['-c', options.cpus, 'wrk', ...args]) : await run('wrk', args);
   const number = (pattern: RegExp): number => Number(pattern.exec(stdout)?.[1] ?? NaN);
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
@@ -57,7 +60,12 @@ function latencyMs(match: RegExpExecArray | null): number {
 }
 
 async function runAutocannon(options: LoadOptions): Promise<LoadResult> {
-  const result = await autocannon({ url: options.url, connections: options.connections, duration: options.seconds });
+  const result = await autocannon({
+    url: options.url,
+    connections: options.connections,
+    duration: options.seconds,
+    headers: options.closeConnections ? { connection: 'close' } : {},
+  });
   return {
     requestsPerSec: result.requests.average,
     p50Ms: result.latency.p50,

@@ -7,12 +7,13 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, tmpdir } from 'node:os';
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pickLoadGenerator, type LoadResult } from './load.ts';
 import { startNginx } from './nginx.ts';
+import { startTollgate } from './tollgate.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -46,8 +47,9 @@ if (nginx) {
   children.push(nginx.child);
   subjects.push({ name: 'nginx (1 worker)', url: `http://127.0.0.1:${nginx.port}/items`, pids: nginx.pids });
 }
-const tollgate = await startTollgate(upstreamPort);
-subjects.push({ name: 'tollgate (1 worker)', url: `http://127.0.0.1:${tollgate.port}/items`, pids: [tollgate.workerPid] });
+const tollgate = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined });
+children.push(tollgate.child);
+subjects.push({ name: 'tollgate (1 worker)', url: `http://127.0.0.1:${tollgate.port}/items`, pids: tollgate.workerPids });
 
 console.log(
   `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each, ` +
@@ -96,42 +98,6 @@ async function startUpstream(): Promise<number> {
   const [message] = (await once(child, 'message')) as [{ port: number }];
   if (PIN) spawn('taskset', ['-pc', LOAD_CPUS, String(child.pid)], { stdio: 'ignore' });
   return message.port;
-}
-
-async function startTollgate(port: number): Promise<{ port: number; workerPid: number }> {
-  const dir = mkdtempSync(join(tmpdir(), 'tollgate-bench-'));
-  const config = join(dir, 'gateway.config.ts');
-  writeFileSync(
-    config,
-    `import { defineConfig } from '${join(REPO, 'core/index.ts')}';
-export default defineConfig({
-  listen: { port: 0, host: '127.0.0.1' },
-  log: { accessLog: false },
-  upstreams: { bench: { targets: ['http://127.0.0.1:${port}'] } },
-  routes: [{ path: '/items', methods: ['GET'], upstream: 'bench' }],
-});
-`,
-  );
-  const command = [process.execPath, join(REPO, 'core/cli/tollgate.ts'), 'start', '--config', config, '--workers', '1'];
-  const child = PIN
-    ? spawn('taskset', ['-c', PROXY_CPU, ...command], { stdio: ['ignore', 'pipe', 'inherit'] })
-    : spawn(command[0]!, command.slice(1), { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(child);
-  let output = '';
-  for await (const chunk of child.stdout!) {
-    output += chunk;
-    const ready = output.split('\n').map(parseLine).find((line) => line?.msg?.startsWith('tollgate ready'));
-    if (ready) return { port: ready.port, workerPid: ready.workers[0]! };
-  }
-  throw new Error(`tollgate exited before it was ready:\n${output}`);
-}
-
-function parseLine(text: string): { msg?: string; port: number; workers: number[] } | null {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return null;
-  }
 }
 
 function cpuTicks(pids: number[]): number {

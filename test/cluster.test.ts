@@ -41,45 +41,52 @@ async function holdingUpstream() {
   };
 }
 
+/** Worker pids seen answering batches of concurrent requests (until two are seen, at most 5 batches). */
+async function servingPids(gateway: GatewayProcess): Promise<Set<string>> {
+  const pids = new Set<string>();
+  for (let batch = 0; batch < 5 && pids.size < 2; batch++) {
+    const responses = await Promise.all(Array.from({ length: 16 }, () => send(`${gateway.url}/x`)));
+    for (const res of responses) pids.add(String(res.headers['x-worker-pid']));
+  }
+  return pids;
+}
+
 describe('cluster', () => {
-  describe('workers', () => {
-    let upstream: TestUpstream;
-    let gateway: GatewayProcess;
+  for (const scheduling of ['os', 'round-robin'] as const) {
+    describe(`workers (scheduling: ${scheduling})`, () => {
+      let upstream: TestUpstream;
+      let gateway: GatewayProcess;
 
-    before(async () => {
-      upstream = await startUpstream();
-      gateway = await startGateway(configFor(upstream), { workers: 2 });
-    });
-    after(async () => {
-      await gateway?.stop();
-      await upstream?.close();
-    });
+      before(async () => {
+        upstream = await startUpstream();
+        gateway = await startGateway(configFor(upstream, `scheduling: '${scheduling}',`), { workers: 2 });
+      });
+      after(async () => {
+        await gateway?.stop();
+        await upstream?.close();
+      });
 
-    it('starts the number of workers asked for and shares connections across them', async () => {
-      expect(gateway.workerPids).to.have.length(2);
-      const pids = new Set<string>();
-      for (let i = 0; i < 20 && pids.size < 2; i++) {
-        pids.add(String((await send(`${gateway.url}/x`)).headers['x-worker-pid']));
-      }
-      expect([...pids].sort()).to.deep.equal(gateway.workerPids.map(String).sort());
-    });
+      it('starts the number of workers asked for and shares connections across them', async () => {
+        expect(gateway.workerPids).to.have.length(2);
+        expect([...(await servingPids(gateway))].sort()).to.deep.equal(gateway.workerPids.map(String).sort());
+      });
 
-    it('replaces a worker that is killed, logs why, and keeps serving', async () => {
-      const victim = gateway.workerPids[0]!;
-      const readyBefore = gateway.logs.filter((l) => l.msg === 'worker ready').length;
-      process.kill(victim, 'SIGKILL');
-      const died = await gateway.waitForLog((l) => l.workerPid === victim && typeof l.msg === 'string' && l.msg.includes('killed by SIGKILL'));
-      expect(died.msg).to.match(/respawning in \d+ ms/);
-      expect(died.level).to.equal('warn');
-      const ready = await gateway.waitForLog((l) => l.msg === 'worker ready' && gateway.logs.filter((x) => x.msg === 'worker ready').indexOf(l) >= readyBefore);
-      expect(ready.workerPid).to.be.a('number').and.not.equal(victim);
-      expect(ready.worker).to.equal(died.worker);
-      const pids = new Set<string>();
-      for (let i = 0; i < 20 && pids.size < 2; i++) pids.add(String((await send(`${gateway.url}/x`)).headers['x-worker-pid']));
-      expect(pids).to.include(String(ready.workerPid));
-      expect(pids).not.to.include(String(victim));
+      it('replaces a worker that is killed, logs why, and keeps serving', async () => {
+        const victim = gateway.workerPids[0]!;
+        const readyBefore = gateway.logs.filter((l) => l.msg === 'worker ready').length;
+        process.kill(victim, 'SIGKILL');
+        const died = await gateway.waitForLog((l) => l.workerPid === victim && typeof l.msg === 'string' && l.msg.includes('killed by SIGKILL'));
+        expect(died.msg).to.match(/respawning in \d+ ms/);
+        expect(died.level).to.equal('warn');
+        const ready = await gateway.waitForLog((l) => l.msg === 'worker ready' && gateway.logs.filter((x) => x.msg === 'worker ready').indexOf(l) >= readyBefore);
+        expect(ready.workerPid).to.be.a('number').and.not.equal(victim);
+        expect(ready.worker).to.equal(died.worker);
+        const pids = await servingPids(gateway);
+        expect(pids).to.include(String(ready.workerPid));
+        expect(pids).not.to.include(String(victim));
+      });
     });
-  });
+  }
 
   describe('graceful shutdown', () => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {

@@ -72,7 +72,7 @@ export const configSchema = z.strictObject({
   workers: z
     .union([z.literal('auto'), z.int().min(1).max(1024)], { error: 'expected "auto" or a whole number of workers (1-1024)' })
     .default('auto'),
-  scheduling: z.enum(['round-robin', 'os']).default('round-robin'),
+  scheduling: z.enum(['round-robin', 'os']).default('os'),
   trustProxy: z
     .array(
       z.string().check((ctx) => {

@@ -16,8 +16,10 @@ export interface GatewayConfig {
   /** Cluster workers: a number, or `'auto'` (default) for one per core. */
   workers?: number | 'auto';
   /**
-   * How the primary hands connections to workers: `'round-robin'` (default; the primary accepts and
-   * deals connections in turn) or `'os'` (workers accept on the shared socket).
+   * How connections reach workers: `'os'` (default; every worker accepts on the shared socket and the
+   * kernel spreads connections) or `'round-robin'` (the primary accepts each connection and passes it
+   * to the next worker: strictly even, but one IPC hop per connection). docs/benchmarks.md has the
+   * measurement behind the default.
    */
   scheduling?: 'round-robin' | 'os';
   /** Peers (IPs or CIDR blocks) whose `X-Forwarded-*` headers are believed and extended. Default none. */

@@ -1,0 +1,61 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const REPO = fileURLToPath(new URL('../', import.meta.url));
+
+export interface TollgateUnderTest {
+  child: ChildProcess;
+  port: number;
+  workerPids: number[];
+}
+
+/** Starts `tollgate start` with a one-route, no-plugin config in front of the bench upstream. */
+export async function startTollgate(options: {
+  upstreamPort: number;
+  workers: number;
+  scheduling?: 'round-robin' | 'os';
+  /** taskset CPU list for the whole process tree. */
+  cpus?: string | undefined;
+}): Promise<TollgateUnderTest> {
+  const config = join(mkdtempSync(join(tmpdir(), 'tollgate-bench-')), 'gateway.config.ts');
+  writeFileSync(
+    config,
+    `import { defineConfig } from '${join(REPO, 'core/index.ts')}';
+export default defineConfig({
+  listen: { port: 0, host: '127.0.0.1' },
+  scheduling: '${options.scheduling ?? 'round-robin'}',
+  log: { accessLog: false },
+  upstreams: { bench: { targets: ['http://127.0.0.1:${options.upstreamPort}'] } },
+  routes: [{ path: '/items', methods: ['GET'], upstream: 'bench' }],
+});
+`,
+  );
+  const command = [process.execPath, join(REPO, 'core/cli/tollgate.ts'), 'start', '--config', config, '--workers', String(options.workers)];
+  const [file, ...args] = options.cpus ? ['taskset', '-c', options.cpus, ...command] : command;
+  const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    // Keep reading (and dropping) the gateway's log after it is ready: a full pipe would block it.
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (output === null) return;
+      output += chunk;
+      const ready = output.split('\n').map(parseLine).find((line) => line?.msg?.startsWith('tollgate ready'));
+      if (ready) {
+        output = null!;
+        resolve({ child, port: ready.port, workerPids: ready.workers });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`tollgate exited (${code}) before it was ready:\n${output}`)));
+  });
+}
+
+function parseLine(text: string): { msg?: string; port: number; workers: number[] } | null {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return null;
+  }
+}
