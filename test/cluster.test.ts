@@ -41,6 +41,15 @@ async function holdingUpstream() {
   };
 }
 
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** Worker pids seen answering batches of concurrent requests (until two are seen, at most 5 batches). */
 async function servingPids(gateway: GatewayProcess): Promise<Set<string>> {
   const pids = new Set<string>();
@@ -133,6 +142,42 @@ describe('cluster', () => {
       } finally {
         release();
         await gateway.stop();
+        await upstream.close();
+      }
+    });
+  });
+
+  describe('abrupt stops', () => {
+    it('stops at once with exit code 130 on a second signal during a drain', async () => {
+      const { upstream, nextArrival, release } = await holdingUpstream();
+      const gateway = await startGateway(configFor(upstream));
+      try {
+        const arrived = nextArrival();
+        const inflight = send(`${gateway.url}/slow`).catch((error: unknown) => error);
+        await arrived;
+        gateway.child.kill('SIGTERM');
+        await gateway.waitForLog((l) => l.msg === 'draining');
+        gateway.child.kill('SIGTERM');
+        expect(await gateway.exited).to.equal(130);
+        expect(await inflight).to.be.instanceOf(Error);
+      } finally {
+        release();
+        await upstream.close();
+      }
+    });
+
+    it('lets workers drain and exit by themselves when the primary is killed', async () => {
+      const upstream = await startUpstream();
+      const gateway = await startGateway(configFor(upstream), { workers: 2 });
+      try {
+        gateway.child.kill('SIGKILL');
+        // Not our children: poll their liveness, bounded, instead of waiting on an exit event.
+        for (let attempt = 0; attempt < 100 && gateway.workerPids.some(isAlive); attempt++) {
+          await new Promise((resolve) => setTimeout(resolve, 50));
+        }
+        expect(gateway.workerPids.filter(isAlive)).to.deep.equal([]);
+      } finally {
+        gateway.workerPids.filter(isAlive).forEach((pid) => process.kill(pid, 'SIGKILL'));
         await upstream.close();
       }
     });

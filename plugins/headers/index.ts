@@ -1,10 +1,20 @@
 import { z } from 'zod';
 import { definePlugin } from '../../core/index.ts';
 
+const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+const headerValues = z.record(z.string(), z.string()).check((ctx) => {
+  for (const name of Object.keys(ctx.value)) {
+    if (!TOKEN.test(name)) {
+      ctx.issues.push({ code: 'custom', path: [name], input: name, message: `"${name}" is not a valid header name` });
+    }
+  }
+});
+
 const headerChanges = z
   .strictObject({
     /** Headers to set, replacing any value already there. */
-    set: z.record(z.string().regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a header name'), z.string()).default({}),
+    set: headerValues.default({}),
     /** Header names to remove. */
     remove: z.array(z.string()).default([]),
   })
