@@ -23,6 +23,7 @@ describe('plugin chain', () => {
           { path: '/refuses', upstream: 'app', plugins: [probe({ label: 'auth', refuseWith: 'TG_ERR_UNAUTHORIZED' }), probe({ label: 'after' })] },
           { path: '/throws', upstream: 'app', plugins: [probe({ label: 'a' }), probe({ label: 'bad', throwIn: 'onRequest' })] },
           { path: '/throws-late', upstream: 'app', plugins: [probe({ label: 'bad', throwIn: 'onResponse' }), probe({ label: 'z' })] },
+          { path: '/corrupt', upstream: 'app', plugins: [probe({ label: 'corrupt', corruptHeader: true })] },
           { path: '/stray', upstream: 'app', plugins: [probe({ label: 'sloppy', strayRejection: true })] },
           { path: '/dead', upstream: 'dead', plugins: [probe({ label: 'r' })] },
           { path: '/dead-replaced', upstream: 'dead', plugins: [probe({ label: 'fallback', replaceErrorsWith: 503 }), probe({ label: 'r' })] },
@@ -80,6 +81,16 @@ describe('plugin chain', () => {
     expect(res.json().error.code).to.equal('TG_ERR_PLUGIN_FAILED');
   });
 
+  it('answers 500 instead of sending a header value that would split the response', async () => {
+    const res = await send(`${gateway.url}/corrupt`);
+    expect(res.status).to.equal(500);
+    expect(res.headers).not.to.have.property('injected');
+    expect(res.headers).not.to.have.property('x-corrupt');
+    expect(res.json().error.code).to.equal('TG_ERR_INTERNAL');
+    const line = await gateway.waitForLog((l) => l.reqId === res.json().error.requestId);
+    expect(line.err).to.match(/^invalid response from upstream: Invalid character in header content \["x-corrupt"\]/);
+  });
+
   it('survives a promise rejection a plugin never handles', async () => {
     const res = await send(`${gateway.url}/stray`);
     expect(res.status).to.equal(200);
@@ -111,6 +122,6 @@ describe('plugin chain', () => {
 
   it('sets each plugin instance up once per worker', async () => {
     const setups = gateway.logs.filter((l) => l.msg === 'probe set up').map((l) => l.label);
-    expect(setups).to.have.members(['global', 'a', 'b', 'a', 'gate', 'after', 'auth', 'after', 'a', 'bad', 'bad', 'z', 'sloppy', 'r', 'fallback', 'r']);
+    expect(setups).to.have.members(['global', 'a', 'b', 'a', 'gate', 'after', 'auth', 'after', 'a', 'bad', 'bad', 'z', 'corrupt', 'sloppy', 'r', 'fallback', 'r']);
   });
 });

@@ -123,10 +123,13 @@ function send(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, 
     discardBody(response);
     return;
   }
-  const headers = response.headers.toRecord();
-  headers['x-request-id'] = ctx.id;
-  if (gateway.draining) headers.connection = 'close';
-  res.writeHead(response.status, headers);
+  if (!writeHead(gateway, ctx, response, res)) {
+    // Node refused a status or header (a plugin set a value with a newline, say): answer 500 instead.
+    discardBody(response);
+    for (const name of res.getHeaderNames()) res.removeHeader(name);
+    response = errorResponse(ctx.error!, ctx.id);
+    writeHead(gateway, ctx, response, res);
+  }
   const body = response.body;
   if (body === null || typeof body === 'string' || body instanceof Uint8Array) {
     res.end(body);
@@ -149,6 +152,22 @@ function send(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, 
 }
 
 function noop(): void {}
+
+function writeHead(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, res: ServerResponse): boolean {
+  const headers = response.headers.toRecord();
+  headers['x-request-id'] = ctx.id;
+  if (gateway.draining) headers.connection = 'close';
+  try {
+    res.writeHead(response.status, headers);
+    return true;
+  } catch (error) {
+    ctx.error = new GatewayError('TG_ERR_INTERNAL', undefined, {
+      cause: error,
+      logDetail: `invalid response from ${response.source}: ${(error as Error).message}`,
+    });
+    return false;
+  }
+}
 
 function discardBody(response: GatewayResponse): void {
   const body = response.body;
