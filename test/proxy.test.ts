@@ -8,6 +8,7 @@ describe('proxy', () => {
   let app: TestUpstream;
   let hanging: TestUpstream;
   let resetting: TestUpstream;
+  let second: TestUpstream;
   let gateway: GatewayProcess;
 
   before(async () => {
@@ -34,6 +35,7 @@ describe('proxy', () => {
       // Never answers: the gateway's headers timeout must.
     });
     resetting = await startUpstream((req) => req.socket.destroy());
+    second = await startUpstream();
     const deadPort = await closedPort();
     gateway = await startGateway(`
       import { defineConfig } from '${CORE}';
@@ -42,6 +44,7 @@ describe('proxy', () => {
         trustProxy: ['10.0.0.0/8', '127.0.0.2'],
         upstreams: {
           app: { targets: ['${app.url}'] },
+          pair: { targets: ['${second.url}', '${resetting.url}/never', '${app.url}'] },
           hanging: { targets: ['${hanging.url}'], timeouts: { headers: '300ms' } },
           resetting: { targets: ['${resetting.url}'] },
           dead: { targets: ['http://127.0.0.1:${deadPort}'] },
@@ -49,6 +52,7 @@ describe('proxy', () => {
         routes: [
           { path: '/app/*', upstream: 'app', stripPrefix: '/app' },
           { path: '/kept-host', upstream: 'app', preserveHost: true },
+          { path: '/pair/*', upstream: 'pair', stripPrefix: '/pair' },
           { path: '/hanging', upstream: 'hanging' },
           { path: '/resetting', upstream: 'resetting' },
           { path: '/dead', upstream: 'dead' },
@@ -59,7 +63,7 @@ describe('proxy', () => {
 
   after(async () => {
     await gateway?.stop();
-    await Promise.all([app, hanging, resetting].map((u) => u?.close()));
+    await Promise.all([app, hanging, resetting, second].map((u) => u?.close()));
   });
 
   describe('hop-by-hop headers', () => {
@@ -121,6 +125,27 @@ describe('proxy', () => {
       expect(plain.json().headers.host).to.equal(`127.0.0.1:${app.port}`);
       const kept = await send(`${gateway.url}/kept-host`, { headers: { host: 'client.example' } });
       expect(kept.json().headers.host).to.equal('client.example');
+    });
+  });
+
+  describe('upstream pools', () => {
+    it('reuses a kept-alive upstream connection for the next request', async () => {
+      const before = app.requests.length;
+      await send(`${gateway.url}/app/one`);
+      await send(`${gateway.url}/app/two`);
+      const [one, two] = app.requests.slice(before);
+      expect(one!.url).to.equal('/one');
+      expect(two!.remotePort).to.equal(one!.remotePort);
+    });
+
+    it('spreads requests over the targets in turn', async () => {
+      // Targets: second, resetting (answers nothing: 502), app. Six requests visit each twice.
+      const [secondBefore, appBefore] = [second.requests.length, app.requests.length];
+      const statuses = [];
+      for (let i = 0; i < 6; i++) statuses.push((await send(`${gateway.url}/pair/rr`)).status);
+      expect(second.requests.length - secondBefore).to.equal(2);
+      expect(app.requests.length - appBefore).to.equal(2);
+      expect(statuses.filter((status) => status === 502)).to.have.length(2);
     });
   });
 

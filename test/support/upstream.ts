@@ -7,6 +7,8 @@ export interface RecordedRequest {
   url: string;
   headers: IncomingMessage['headers'];
   rawHeaders: string[];
+  /** The client port of the connection it came on: equal ports mean a reused connection. */
+  remotePort: number;
 }
 
 export type UpstreamHandler = (req: IncomingMessage, res: ServerResponse) => void;
@@ -33,7 +35,7 @@ export const echo: UpstreamHandler = (req, res) => {
 export async function startUpstream(handler: UpstreamHandler = echo): Promise<TestUpstream> {
   const requests: RecordedRequest[] = [];
   const server = createServer((req, res) => {
-    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders });
+    requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, rawHeaders: req.rawHeaders, remotePort: req.socket.remotePort ?? 0 });
     handler(req, res);
   });
   server.listen(0, '127.0.0.1');
