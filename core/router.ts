@@ -39,7 +39,8 @@ class Node<T> {
   endpoints: Map<string, Endpoint<T>> | null = null;
 }
 
-const EMPTY_PARAMS: Record<string, string> = Object.freeze(Object.create(null));
+/** The params of a match without any; shared, never mutated. */
+export const EMPTY_PARAMS: Record<string, string> = Object.freeze(Object.create(null));
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 export class Router<T> {

@@ -201,6 +201,23 @@ describe('cluster', () => {
     });
   });
 
+  describe('failed start with several workers', () => {
+    it('stops the workers still starting and exits 1 without waiting for the drain timeout', async () => {
+      const upstream = await startUpstream();
+      try {
+        const config = configFor(upstream).replace("probe({ label: 'p' })", "probe({ label: 'p', failOnWorker: 2, setupDelayMs: 1000 })");
+        const error = await startGateway(config, { workers: 2 }).then(
+          () => null,
+          (e: Error) => e,
+        );
+        expect(error?.message).to.contain('gateway exited (1) before it was ready');
+        expect(error?.message).to.contain('probe p refuses to start');
+      } finally {
+        await upstream.close();
+      }
+    });
+  });
+
   describe('respawn backoff', () => {
     it('replaces a worker at once after a healthy run, then backs off exponentially up to 30 s', () => {
       expect([0, 1, 2, 3, 4, 5].map(respawnDelay)).to.deep.equal([0, 100, 200, 400, 800, 1600]);

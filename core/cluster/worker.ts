@@ -23,6 +23,20 @@ export async function runWorker(): Promise<void> {
     logger.error({ err: reason }, 'unhandled promise rejection (a plugin forgot to await or catch?)');
   });
 
+  // Listen for stop requests before starting: one that arrives while plugins are still setting up
+  // (the primary giving up on a failed start, say) must not be lost.
+  let started = false;
+  let stopRequested = false;
+  const requestStop = (): void => {
+    stopRequested = true;
+    if (started) void drain();
+  };
+  process.on('message', (message: PrimaryMessage) => {
+    if (message?.type === 'tollgate:drain') requestStop();
+  });
+  // The primary is gone (killed, say): nobody will restart or stop us, so finish up and leave.
+  process.on('disconnect', requestStop);
+
   let gateway!: Gateway;
   let server!: Server;
   try {
@@ -69,12 +83,11 @@ export async function runWorker(): Promise<void> {
     log.flush();
     process.exit(0);
   };
-  process.on('message', (message: PrimaryMessage) => {
-    if (message?.type === 'tollgate:drain') void drain();
-  });
-  // The primary is gone (killed, say): nobody will restart or stop us, so finish up and leave.
-  process.on('disconnect', () => void drain());
-
+  started = true;
+  if (stopRequested) {
+    void drain();
+    return;
+  }
   send({ type: 'tollgate:ready', port: (server.address() as AddressInfo).port });
 }
 

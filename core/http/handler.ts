@@ -3,15 +3,13 @@ import { runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '..
 import { GatewayResponse, IncomingRequest, RequestContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
-import { isMethodMismatch } from '../router.ts';
+import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
 import { forward } from '../upstream/forward.ts';
 import { HeaderMap } from './header-map.ts';
 import { buildUpstreamHeaders } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
 import { decodeParams, pathProblem } from './request-path.ts';
 import { errorResponse, responseFromReply } from './responses.ts';
-
-const NO_PARAMS: Readonly<Record<string, string>> = Object.freeze(Object.create(null));
 
 /**
  * The request path of one worker: route, run the chain, forward, run the chain back, respond.
@@ -27,7 +25,7 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
   const method = req.method ?? 'GET';
 
   let route: CompiledRoute | null = null;
-  let params = NO_PARAMS;
+  let params = EMPTY_PARAMS;
   let upstreamPath = url;
   let routeError: GatewayError | null = null;
   const problem = pathProblem(path);
@@ -45,7 +43,7 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
       route = found.value;
       const rewritten = route.rewritePath(path, found.params);
       upstreamPath = queryAt === -1 ? rewritten : `${rewritten}?${query}`;
-      const decoded = found.params === NO_PARAMS ? NO_PARAMS : decodeParams(found.params);
+      const decoded = found.params === EMPTY_PARAMS ? EMPTY_PARAMS : decodeParams(found.params);
       if (decoded === null) routeError = new GatewayError('TG_ERR_BAD_PATH', 'The request path has a malformed percent-encoding');
       else params = decoded;
     }
