@@ -166,6 +166,20 @@ describe('cluster', () => {
       }
     });
 
+    it('still serves and stops cleanly after whoever reads its log has gone away', async () => {
+      const upstream = await startUpstream();
+      const gateway = await startGateway(configFor(upstream), { workers: 2 });
+      try {
+        gateway.child.stdout!.destroy();
+        for (let i = 0; i < 4; i++) expect((await send(`${gateway.url}/x`)).status).to.equal(200);
+        gateway.child.kill('SIGTERM');
+        expect(await gateway.exited).to.equal(0);
+      } finally {
+        await gateway.stop();
+        await upstream.close();
+      }
+    });
+
     it('lets workers drain and exit by themselves when the primary is killed', async () => {
       const upstream = await startUpstream();
       const gateway = await startGateway(configFor(upstream), { workers: 2 });

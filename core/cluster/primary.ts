@@ -45,7 +45,6 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   try {
     ({ filepath, config } = await loadConfig({ path: options.configPath }));
   } catch (error) {
-    log.flush();
     const code = (error as { code?: string }).code;
     process.stderr.write(`tollgate: ${code ? `[${code}] ` : ''}${(error as Error).message}\n`);
     return 1;
@@ -74,8 +73,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
 
   return new Promise<number>((resolve) => {
     const finish = (code: number): void => {
-      log.flush();
-      resolve(code);
+      void log.close().then(() => resolve(code));
     };
 
     const fork = (slot: Slot): void => {

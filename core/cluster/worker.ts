@@ -80,7 +80,7 @@ export async function runWorker(): Promise<void> {
     clearTimeout(deadline);
     await gateway.close();
     logger.info('drained');
-    log.flush();
+    await log.close();
     process.exit(0);
   };
   started = true;
@@ -96,8 +96,9 @@ function fail(log: LoggerHandle, error: unknown, what: string): void {
   const gatewayError = GatewayError.is(error) ? error : null;
   const message = error instanceof Error ? error.message : String(error);
   log.logger.fatal({ err: error, code: gatewayError?.code }, `${what}: ${message}`);
-  log.flush();
-  send({ type: 'tollgate:fatal', code: gatewayError?.code ?? 'TG_ERR_INTERNAL', message }, () => process.exit(1));
+  void log.close().then(() =>
+    send({ type: 'tollgate:fatal', code: gatewayError?.code ?? 'TG_ERR_INTERNAL', message }, () => process.exit(1)),
+  );
 }
 
 function send(message: WorkerMessage, then?: () => void): void {

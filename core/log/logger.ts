@@ -4,25 +4,52 @@ export type { Logger };
 
 export interface LoggerHandle {
   logger: Logger;
-  /** Writes out what is buffered; call before the process exits. */
-  flush(): void;
+  /** Writes out what is buffered (giving up after a second); await it right before the process exits. */
+  close(): Promise<void>;
 }
+
+const FLUSH_DEADLINE_MS = 1_000;
 
 /** JSON lines on stdout, written asynchronously so logging never blocks the event loop. */
 export function createLogger(level: LevelWithSilent, bindings: Record<string, unknown>): LoggerHandle {
   const destination = pino.destination({ dest: 1, sync: false });
+  // A log reader that goes away (a closed pipe) must cost us the logs, never the gateway: without
+  // a listener the EPIPE would be an uncaught error.
+  let broken = false;
+  let closing: Promise<void> | undefined;
+  destination.on('error', () => {
+    broken = true;
+  });
   const logger = pino(
     { level, base: bindings, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
     destination,
   );
   return {
     logger,
-    flush() {
-      try {
-        destination.flushSync();
-      } catch {
-        // Not open yet, or stdout already closed: nothing left that could be written.
-      }
+    close() {
+      closing ??= closeDestination();
+      return closing;
     },
   };
+
+  async function closeDestination(): Promise<void> {
+    // Anything logged from here on would write to a closing destination.
+    logger.level = 'silent';
+    if (!broken) {
+      // end() waits for writes still in flight (flush() does not), then closes.
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(deadline);
+          resolve();
+        };
+        const deadline = setTimeout(done, FLUSH_DEADLINE_MS);
+        destination.once('close', done);
+        destination.once('error', done);
+        destination.end();
+      });
+    }
+    // pino flushes once more, synchronously, when the process exits, and sonic-boom's flushSync
+    // retries a failing write (EPIPE: the reader is gone) forever. What could be written is written.
+    destination.flushSync = () => {};
+  }
 }
