@@ -15,6 +15,12 @@ describe('proxy', () => {
     app = await startUpstream((req, res) => {
       req.resume();
       req.on('end', () => {
+        if (req.url === '/cut-mid-body' || req.url === '/stall-mid-body') {
+          res.writeHead(200, { 'content-length': '1000' });
+          res.write('x'.repeat(100));
+          if (req.url === '/cut-mid-body') setImmediate(() => res.socket?.destroy());
+          return;
+        }
         if (req.url === '/hop') {
           res.writeHead(200, {
             connection: 'x-upstream-private',
@@ -44,6 +50,7 @@ describe('proxy', () => {
         trustProxy: ['10.0.0.0/8', '127.0.0.2'],
         upstreams: {
           app: { targets: ['${app.url}'] },
+          slowBody: { targets: ['${app.url}'], timeouts: { body: '300ms' } },
           pair: { targets: ['${second.url}', '${resetting.url}/never', '${app.url}'] },
           hanging: { targets: ['${hanging.url}'], timeouts: { headers: '300ms' } },
           resetting: { targets: ['${resetting.url}'] },
@@ -52,6 +59,7 @@ describe('proxy', () => {
         routes: [
           { path: '/app/*', upstream: 'app', stripPrefix: '/app' },
           { path: '/kept-host', upstream: 'app', preserveHost: true },
+          { path: '/slow/*', upstream: 'slowBody', stripPrefix: '/slow' },
           { path: '/pair/*', upstream: 'pair', stripPrefix: '/pair' },
           { path: '/hanging', upstream: 'hanging' },
           { path: '/resetting', upstream: 'resetting' },
@@ -183,6 +191,24 @@ describe('proxy', () => {
       expect(res.status).to.equal(504);
       expect(res.json().error.code).to.equal('TG_ERR_UPSTREAM_TIMEOUT');
     });
+
+    const midBody = [
+      ['/app/cut-mid-body', 'resets', 'TG_ERR_UPSTREAM_RESET'],
+      ['/slow/stall-mid-body', 'stalls past the body timeout', 'TG_ERR_UPSTREAM_TIMEOUT'],
+    ] as const;
+    for (const [path, what, code] of midBody) {
+      it(`cuts the client connection when the upstream ${what} mid-body, and logs why`, async () => {
+        const outcome = await send(`${gateway.url}${path}`, { headers: { 'x-request-id': `mid-${what.length}` } }).then(
+          (res) => `complete ${res.status}`,
+          (error: NodeJS.ErrnoException) => error.code ?? error.message,
+        );
+        // The 200 and the first bytes were already sent: a truncated body must not look complete.
+        expect(outcome).to.be.oneOf(['ECONNRESET', 'aborted']);
+        const line = await gateway.waitForLog((l) => l.reqId === `mid-${what.length}`);
+        expect(line).to.include({ status: 200, aborted: true, code });
+        expect(line.err).to.match(/^upstream "(app|slowBody)" \(http:\/\/127\.0\.0\.1:\d+\): response body failed mid-stream/);
+      });
+    }
 
     it('keeps the same worker serving after every kind of upstream failure', async () => {
       const res = await send(`${gateway.url}/app/echo`);

@@ -5,6 +5,7 @@ import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
 import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
 import { forward } from '../upstream/forward.ts';
+import { toUpstreamError } from '../upstream/upstream-errors.ts';
 import { HeaderMap } from './header-map.ts';
 import { buildUpstreamHeaders } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
@@ -137,10 +138,10 @@ function send(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, 
   // record why before the response closes and the access line is written. (stream.pipeline would do
   // the same wiring but allocates an AbortController and a DOMException per response.)
   body.once('error', (error: Error) => {
-    ctx.error ??= new GatewayError('TG_ERR_UPSTREAM_RESET', undefined, {
-      cause: error,
-      logDetail: `response body from ${ctx.upstreamTarget ?? 'a plugin'} failed mid-stream: ${error.message}`,
-    });
+    ctx.error ??=
+      response.source === 'upstream' && ctx.route !== null
+        ? toUpstreamError(error, ctx.route.upstream, ctx.upstreamTarget ?? '?', false, true)
+        : new GatewayError('TG_ERR_PLUGIN_FAILED', undefined, { cause: error, logDetail: `response body from a plugin failed mid-stream: ${error.message}` });
     res.destroy(error);
   });
   res.once('close', () => {

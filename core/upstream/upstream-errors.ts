@@ -21,13 +21,15 @@ const BY_CODE: Record<string, ErrorCode> = {
 
 /**
  * Turns whatever undici threw into a coded GatewayError. `clientGone` marks failures caused by the
- * client going away (an aborted upload looks like a reset otherwise).
+ * client going away (an aborted upload looks like a reset otherwise); `midStream` failures of a
+ * response whose status was already sent.
  */
-export function toUpstreamError(error: unknown, upstream: string, origin: string, clientGone: boolean): GatewayError {
+export function toUpstreamError(error: unknown, upstream: string, origin: string, clientGone: boolean, midStream = false): GatewayError {
   if (clientGone) return new GatewayError('TG_ERR_CLIENT_CLOSED', undefined, { cause: error });
   const code = errorCode(error) ?? errorCode((error as { cause?: unknown })?.cause);
   const mapped = code === undefined ? undefined : code.startsWith('HPE_') ? 'TG_ERR_UPSTREAM_BAD_RESPONSE' : BY_CODE[code];
-  const logDetail = `upstream "${upstream}" (${origin}): ${mapped ? messageFor(mapped) : 'failed'}${code ? ` [${code}]` : ''}`;
+  const what = mapped ? messageFor(mapped) : 'failed';
+  const logDetail = `upstream "${upstream}" (${origin}): ${midStream ? `response body failed mid-stream: ${what}` : what}${code ? ` [${code}]` : ''}`;
   return new GatewayError(mapped ?? 'TG_ERR_UPSTREAM_BAD_RESPONSE', undefined, { cause: error, logDetail });
 }
 
