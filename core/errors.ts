@@ -30,6 +30,7 @@ export const errorCodes = {
   TG_ERR_CONFIG_INVALID: { status: 500, message: 'The gateway config is invalid' },
   TG_ERR_PLUGIN_DEFINITION: { status: 500, message: 'A plugin definition is invalid' },
   TG_ERR_PLUGIN_SETUP: { status: 500, message: 'A plugin failed to set up' },
+  TG_ERR_LISTEN: { status: 500, message: 'The gateway could not listen on its address' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof errorCodes;

@@ -215,6 +215,22 @@ describe('cluster', () => {
     });
   });
 
+  describe('listen errors', () => {
+    it('exits 1 naming the address when the port is taken', async () => {
+      const upstream = await startUpstream();
+      try {
+        const taken = configFor(upstream).replace('listen: { port: 0,', `listen: { port: ${upstream.port},`);
+        const error = await startGateway(taken).then(
+          () => null,
+          (e: Error) => e,
+        );
+        expect(error?.message).to.contain(`TG_ERR_LISTEN: cannot listen on 127.0.0.1:${upstream.port}: the address is already in use`);
+      } finally {
+        await upstream.close();
+      }
+    });
+  });
+
   describe('failed start with several workers', () => {
     it('stops the workers still starting and exits 1 without waiting for the drain timeout', async () => {
       const upstream = await startUpstream();

@@ -56,9 +56,13 @@ export async function runWorker(): Promise<void> {
       gateway.handle,
     );
     server.on('clientError', answerClientError);
+    const address = { port: Number(process.env[ENV_PORT] ?? config.listen.port), host: config.listen.host };
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen({ port: Number(process.env[ENV_PORT] ?? config.listen.port), host: config.listen.host }, resolve);
+      server.once('error', (error: NodeJS.ErrnoException) => {
+        const why = error.code === 'EADDRINUSE' ? 'the address is already in use' : error.code === 'EACCES' ? 'permission denied' : error.message;
+        reject(new GatewayError('TG_ERR_LISTEN', `cannot listen on ${address.host}:${address.port}: ${why}`, { cause: error }));
+      });
+      server.listen(address, resolve);
     });
   } catch (error) {
     fail(log, error, 'startup failed');
