@@ -5,8 +5,11 @@ export type { Duration };
 
 export type HttpMethod = 'GET' | 'HEAD' | 'POST' | 'PUT' | 'PATCH' | 'DELETE' | 'OPTIONS';
 
-/** What `gateway.config.ts` exports (through `defineConfig`). */
-export interface GatewayConfig {
+/**
+ * What `gateway.config.ts` exports (through `defineConfig`). `Upstreams` is the union of the
+ * upstream names, so a route naming an upstream that does not exist is a type error.
+ */
+export interface GatewayConfig<Upstreams extends string = string> {
   listen?: {
     /** Default 8080; 0 picks a free port (printed on start). */
     port?: number;
@@ -46,10 +49,10 @@ export interface GatewayConfig {
     accessLog?: boolean;
   };
   /** Named upstreams that routes forward to. */
-  upstreams: Record<string, UpstreamConfig>;
+  upstreams: Record<Upstreams, UpstreamConfig>;
   /** Plugins that run for every request, before the route's own. */
   plugins?: PluginInstance[];
-  routes: RouteConfig[];
+  routes: RouteConfig<NoInfer<Upstreams>>[];
 }
 
 export interface UpstreamConfig {
@@ -74,7 +77,7 @@ export interface UpstreamConfig {
   };
 }
 
-export interface RouteConfig {
+export interface RouteConfig<Upstreams extends string = string> {
   /** Shown in logs and errors; default `METHODS path`. */
   name?: string;
   /** `/exact`, `/orders/:id` (a segment parameter) or `/static/*` (everything below `/static/`, in `params['*']`). */
@@ -84,7 +87,7 @@ export interface RouteConfig {
   /** Match only this `Host` (port ignored); `*.example.com` matches one or more sub-domain labels. */
   host?: string;
   /** Name of an entry in `upstreams`. */
-  upstream: string;
+  upstream: Upstreams;
   /** Remove this prefix of the path before forwarding (`/api` turns `/api/orders` into `/orders`). */
   stripPrefix?: string;
   /** Path sent upstream, with `:params` and `*` from the match: `/v2/orders/:id`. Query is kept. */

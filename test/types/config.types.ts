@@ -15,6 +15,8 @@ defineConfig({ workers: 'many', upstreams, routes: [] });
 defineConfig({ upstreams, routes: [{ path: '/', upstream: 'a', methods: ['FETCH'] }] });
 // @ts-expect-error: a duration needs a unit
 defineConfig({ upstreams: { a: { targets: [], timeouts: { connect: '5 sec' } } }, routes: [] });
+// @ts-expect-error: a route names an upstream that is not defined
+defineConfig({ upstreams, routes: [{ path: '/', upstream: 'b' }] });
 // @ts-expect-error: routes are required
 defineConfig({ upstreams });
 
