@@ -25,8 +25,12 @@ export interface LoadOptions {
 
 export type LoadGenerator = { name: string; run(options: LoadOptions): Promise<LoadResult> };
 
-/** wrk where installed (a C load generator needs far less CPU than the proxy it measures), else autocannon. */
+/**
+ * wrk where installed (a C load generator needs far less CPU than the proxy it measures), else
+ * autocannon; BENCH_LOAD=autocannon forces the latter.
+ */
 export async function pickLoadGenerator(): Promise<LoadGenerator> {
+  if (process.env.BENCH_LOAD === 'autocannon') return { name: 'autocannon', run: runAutocannon };
   try {
     await run('wrk', ['--version']).catch((error: { stdout?: string }) => {
       if (!error.stdout?.includes('wrk')) throw error;

@@ -3,7 +3,8 @@
  * (one worker, no plugins) in front of it, measured in interleaved rounds in one run. Absolute numbers
  * drift on shared machines; the ratios and the CPU time per request are what to compare across runs.
  *
- * Env: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 64).
+ * Env: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 64),
+ * BENCH_LOAD=autocannon to use autocannon even where wrk is installed.
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -35,6 +36,8 @@ interface Subject {
 const children: ChildProcess[] = [];
 process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')));
 
+// The bench process itself (and autocannon, when it is the load generator) stays off the proxy's core.
+if (PIN) await new Promise((resolve) => spawn('taskset', ['-a', '-pc', LOAD_CPUS, String(process.pid)], { stdio: 'ignore' }).once('exit', resolve));
 const load = await pickLoadGenerator();
 const upstreamPort = await startUpstream();
 const upstreamUrl = `http://127.0.0.1:${upstreamPort}/items`;
