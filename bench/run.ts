@@ -13,6 +13,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pickLoadGenerator, type LoadResult } from './load.ts';
+import { median } from './stats.ts';
 import { startNginx } from './nginx.ts';
 import { startTollgate } from './tollgate.ts';
 
@@ -112,11 +113,6 @@ function cpuTicks(pids: number[]): number {
   return total;
 }
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
 
 function fmt(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';

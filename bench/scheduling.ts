@@ -10,6 +10,7 @@ import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { pickLoadGenerator, type LoadResult } from './load.ts';
+import { median } from './stats.ts';
 import { startTollgate } from './tollgate.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -57,8 +58,3 @@ for (const [key, runs] of results) {
 }
 process.exit(0);
 
-function median(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2;
-}
