@@ -197,54 +197,38 @@ describe('cluster', () => {
     });
   });
 
-  describe('startup', () => {
+  describe('failed starts', () => {
+    /** What startGateway rejected with, for a config built around a fresh upstream. */
+    async function startFailure(config: (upstream: TestUpstream) => string, workers = 1): Promise<string> {
+      const upstream = await startUpstream();
+      try {
+        return await startGateway(config(upstream), { workers }).then(
+          () => 'started',
+          (error: Error) => error.message,
+        );
+      } finally {
+        await upstream.close();
+      }
+    }
+
     it('exits 1 with the plugin and the reason when a plugin fails to set up', async () => {
-      const upstream = await startUpstream();
-      try {
-        const failing = configFor(upstream).replace("probe({ label: 'p' })", "probe({ label: 'p', throwIn: 'setup' })");
-        const error = await startGateway(failing).then(
-          () => null,
-          (e: Error) => e,
-        );
-        expect(error?.message).to.contain('gateway exited (1) before it was ready');
-        expect(error?.message).to.contain('TG_ERR_PLUGIN_SETUP');
-        expect(error?.message).to.contain('plugins[0] "probe": setup failed: probe p refuses to start');
-      } finally {
-        await upstream.close();
-      }
+      const message = await startFailure((u) => configFor(u).replace("probe({ label: 'p' })", "probe({ label: 'p', throwIn: 'setup' })"));
+      expect(message).to.contain('gateway exited (1) before it was ready');
+      expect(message).to.contain('TG_ERR_PLUGIN_SETUP');
+      expect(message).to.contain('plugins[0] "probe": setup failed: probe p refuses to start');
     });
-  });
 
-  describe('listen errors', () => {
     it('exits 1 naming the address when the port is taken', async () => {
-      const upstream = await startUpstream();
-      try {
-        const taken = configFor(upstream).replace('listen: { port: 0,', `listen: { port: ${upstream.port},`);
-        const error = await startGateway(taken).then(
-          () => null,
-          (e: Error) => e,
-        );
-        expect(error?.message).to.contain(`TG_ERR_LISTEN: cannot listen on 127.0.0.1:${upstream.port}: the address is already in use`);
-      } finally {
-        await upstream.close();
-      }
+      let port = 0;
+      const message = await startFailure((u) => configFor(u).replace('listen: { port: 0,', `listen: { port: ${(port = u.port)},`));
+      expect(message).to.contain(`TG_ERR_LISTEN: cannot listen on 127.0.0.1:${port}: the address is already in use`);
     });
-  });
 
-  describe('failed start with several workers', () => {
     it('stops the workers still starting and exits 1 without waiting for the drain timeout', async () => {
-      const upstream = await startUpstream();
-      try {
-        const config = configFor(upstream).replace("probe({ label: 'p' })", "probe({ label: 'p', failOnWorker: 2, setupDelayMs: 1000 })");
-        const error = await startGateway(config, { workers: 2 }).then(
-          () => null,
-          (e: Error) => e,
-        );
-        expect(error?.message).to.contain('gateway exited (1) before it was ready');
-        expect(error?.message).to.contain('probe p refuses to start');
-      } finally {
-        await upstream.close();
-      }
+      const slowAndFailing = "probe({ label: 'p', failOnWorker: 2, setupDelayMs: 1000 })";
+      const message = await startFailure((u) => configFor(u).replace("probe({ label: 'p' })", slowAndFailing), 2);
+      expect(message).to.contain('gateway exited (1) before it was ready');
+      expect(message).to.contain('probe p refuses to start');
     });
   });
 
