@@ -131,6 +131,15 @@ describe('config', () => {
       expect((error as Error).message).to.contain('gateway.config.ts');
     });
 
+    it('says how to fix a config file without a default export', async () => {
+      const file = writeConfig(`export const config = { routes: [] };`);
+      const error = await loadConfig({ path: file }).catch((e: GatewayError) => e);
+      expect(error).to.have.property('code', 'TG_ERR_CONFIG_LOAD');
+      expect((error as Error).message).to.equal(
+        `could not load config ${file}: it has no default export; write \`export default defineConfig({ ... })\``,
+      );
+    });
+
     it('reports a config file that fails to import, with the cause', async () => {
       const file = writeConfig(`export default { routes: [ }`);
       const error = await loadConfig({ path: file }).catch((e: GatewayError) => e);

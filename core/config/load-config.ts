@@ -15,7 +15,11 @@ const MODULE_NAME = 'gateway';
 // no TypeScript compiler API (which TypeScript 7 no longer has).
 const importModule: Loader = async (filepath) => {
   const module = (await import(pathToFileURL(filepath).href)) as { default?: unknown };
-  return module.default ?? module;
+  // A CommonJS file's module.exports arrives as `default` too.
+  if (module.default === undefined) {
+    throw new Error('it has no default export; write `export default defineConfig({ ... })`');
+  }
+  return module.default;
 };
 
 const explorer = cosmiconfig(MODULE_NAME, {
