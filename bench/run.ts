@@ -54,6 +54,9 @@ if (nginx) {
 const tollgate = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined });
 children.push(tollgate.child);
 subjects.push({ name: 'tollgate (1 worker)', url: `http://127.0.0.1:${tollgate.port}/items`, pids: tollgate.workerPids });
+const logged = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, accessLog: true });
+children.push(logged.child);
+subjects.push({ name: 'tollgate + access log', url: `http://127.0.0.1:${logged.port}/items`, pids: logged.workerPids });
 
 console.log(
   `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each, ` +
@@ -71,7 +74,7 @@ for (let round = 1; round <= ROUNDS; round++) {
     const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests };
     results.set(subject.name, [...(results.get(subject.name) ?? []), entry]);
     console.log(
-      `  round ${round} ${subject.name.padEnd(20)} ${fmt(result.requestsPerSec, 0).padStart(8)} req/s  p50 ${fmt(result.p50Ms, 2)} ms  p99 ${fmt(result.p99Ms, 2)} ms` +
+      `  round ${round} ${subject.name.padEnd(22)} ${fmt(result.requestsPerSec, 0).padStart(8)} req/s  p50 ${fmt(result.p50Ms, 2)} ms  p99 ${fmt(result.p99Ms, 2)} ms` +
         (entry.cpuUsPerRequest === null ? '' : `  ${fmt(entry.cpuUsPerRequest, 1)} µs CPU/req`) +
         (result.errors ? `  errors ${result.errors}` : ''),
     );

@@ -19,6 +19,8 @@ export async function startTollgate(options: {
   scheduling?: 'round-robin' | 'os';
   /** taskset CPU list for the whole process tree. */
   cpus?: string | undefined;
+  /** One log line per request, as the default config has it (off by default here). */
+  accessLog?: boolean;
 }): Promise<TollgateUnderTest> {
   const config = join(mkdtempSync(join(tmpdir(), 'tollgate-bench-')), 'gateway.config.ts');
   writeFileSync(
@@ -27,7 +29,7 @@ export async function startTollgate(options: {
 export default defineConfig({
   listen: { port: 0, host: '127.0.0.1' },
   scheduling: '${options.scheduling ?? 'round-robin'}',
-  log: { accessLog: false },
+  log: { accessLog: ${options.accessLog ?? false} },
   upstreams: { bench: { targets: ['http://127.0.0.1:${options.upstreamPort}'] } },
   routes: [{ path: '/items', methods: ['GET'], upstream: 'bench' }],
 });
