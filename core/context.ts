@@ -1,6 +1,8 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import type { GatewayError } from './errors.ts';
+import type { Readable } from 'node:stream';
+import { GatewayError } from './errors.ts';
 import { HeaderMap } from './http/header-map.ts';
+import { DEFAULT_BODY_LIMIT, discardStream, readBody } from './http/read-body.ts';
 import type { ResponseBody } from './reply.ts';
 import type { TrustedProxies } from './http/trusted-proxies.ts';
 
@@ -25,6 +27,7 @@ export class IncomingRequest {
   readonly #trusted: TrustedProxies;
   #ip: string | undefined;
   #searchParams: URLSearchParams | undefined;
+  #body: Promise<Buffer> | undefined;
 
   constructor(raw: IncomingMessage, path: string, query: string, trusted: TrustedProxies) {
     this.raw = raw;
@@ -43,6 +46,30 @@ export class IncomingRequest {
   get searchParams(): URLSearchParams {
     return (this.#searchParams ??= new URLSearchParams(this.query));
   }
+
+  /**
+   * The whole request body, read once. Bodies otherwise stream through untouched; once a plugin
+   * reads one, it is forwarded from this buffer. Over `limit` bytes (default 1 MiB) it rejects with
+   * 413 TG_ERR_PAYLOAD_TOO_LARGE without holding the excess in memory.
+   */
+  body(limit = DEFAULT_BODY_LIMIT): Promise<Buffer> {
+    return (this.#body ??= readBody(this.raw, limit, 'TG_ERR_PAYLOAD_TOO_LARGE', this.headers['content-length']));
+  }
+
+  /** The body parsed as JSON; 400 TG_ERR_BAD_REQUEST when it is not JSON. */
+  async json<T = unknown>(limit?: number): Promise<T> {
+    const body = await this.body(limit);
+    try {
+      return JSON.parse(body.toString('utf8')) as T;
+    } catch {
+      throw new GatewayError('TG_ERR_BAD_REQUEST', 'The request body is not valid JSON');
+    }
+  }
+
+  /** The pending read of the body, when a plugin asked for it. */
+  get bodyRead(): Promise<Buffer> | undefined {
+    return this.#body;
+  }
 }
 
 /** What will be sent upstream. Plugins may change any of it in `onRequest`. */
@@ -51,6 +78,11 @@ export interface UpstreamRequest {
   /** Path and query string, after the route's prefix strip or rewrite. */
   path: string;
   readonly headers: HeaderMap;
+  /**
+   * Replaces the body sent upstream (`Content-Length` follows it). Left undefined, the client's
+   * body is streamed through, or sent from the buffer if a plugin read it.
+   */
+  body?: string | Uint8Array | Readable;
 }
 
 export type ResponseSource = 'upstream' | 'plugin' | 'gateway';
@@ -63,11 +95,42 @@ export class GatewayResponse {
   /** Who produced it: the upstream, a plugin that answered early, or the gateway (an error). */
   readonly source: ResponseSource;
 
+  /** The body the response came with; a stream put in its place loses the original length. */
+  readonly originalBody: ResponseBody;
+
   constructor(status: number, headers: HeaderMap, body: ResponseBody, source: ResponseSource) {
     this.status = status;
     this.headers = headers;
     this.body = body;
+    this.originalBody = body;
     this.source = source;
+  }
+
+  /**
+   * Reads the whole body (once) and keeps it as the body to send, so a plugin can inspect or
+   * rewrite it. Over `limit` bytes (default 1 MiB) it rejects with 502 TG_ERR_RESPONSE_TOO_LARGE.
+   */
+  async buffer(limit = DEFAULT_BODY_LIMIT): Promise<Buffer> {
+    const body = this.body;
+    if (body === null) return Buffer.alloc(0);
+    if (typeof body === 'string') return Buffer.from(body);
+    if (body instanceof Uint8Array) return Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+    const read = await readBody(body, limit, 'TG_ERR_RESPONSE_TOO_LARGE', this.headers.get('content-length')).catch((error: unknown) => {
+      discardStream(body);
+      throw error;
+    });
+    this.body = read;
+    return read;
+  }
+
+  /** The body as JSON (see `buffer`). */
+  async json<T = unknown>(limit?: number): Promise<T> {
+    const body = await this.buffer(limit);
+    try {
+      return JSON.parse(body.toString('utf8')) as T;
+    } catch {
+      throw new GatewayError('TG_ERR_UPSTREAM_BAD_RESPONSE', 'The upstream response body is not valid JSON');
+    }
   }
 }
 

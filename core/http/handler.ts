@@ -10,6 +10,7 @@ import { HeaderMap } from './header-map.ts';
 import { buildUpstreamHeaders } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
 import { decodeParams, pathProblem } from './request-path.ts';
+import { discardStream } from './read-body.ts';
 import { errorResponse, responseFromReply } from './responses.ts';
 
 /**
@@ -150,10 +151,14 @@ function send(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, 
   body.pipe(res);
 }
 
-function noop(): void {}
 
 function writeHead(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, res: ServerResponse): boolean {
   const headers = response.headers.toRecord();
+  const body = response.body;
+  // A plugin may have replaced or rewritten the body: the length sent must be the body's own.
+  if (typeof body === 'string') headers['content-length'] = String(Buffer.byteLength(body));
+  else if (body instanceof Uint8Array) headers['content-length'] = String(body.byteLength);
+  else if (body !== response.originalBody) delete headers['content-length'];
   headers['x-request-id'] = ctx.id;
   if (gateway.draining) headers.connection = 'close';
   try {
@@ -170,11 +175,7 @@ function writeHead(gateway: Gateway, ctx: RequestContext, response: GatewayRespo
 
 function discardBody(response: GatewayResponse): void {
   const body = response.body;
-  if (body !== null && typeof body === 'object' && 'destroy' in body) {
-    // undici's body reports its own abort as an error; nobody is reading it any more.
-    body.on('error', noop);
-    body.destroy();
-  }
+  if (body !== null && typeof body === 'object' && 'destroy' in body) discardStream(body);
 }
 
 function toGatewayError(thrown: unknown): GatewayError {

@@ -1,4 +1,6 @@
+import type { Readable } from 'node:stream';
 import { GatewayResponse, type RequestContext } from '../context.ts';
+import { GatewayError } from '../errors.ts';
 import type { CompiledRoute } from '../gateway.ts';
 import { HeaderMap, type HeaderRecord } from '../http/header-map.ts';
 import { hasRequestBody, stripResponseHopByHop } from '../http/proxy-headers.ts';
@@ -13,21 +15,36 @@ export async function forward(ctx: RequestContext, route: CompiledRoute, signal:
   const request = ctx.upstreamRequest;
   const headers = request.headers.toRecord();
   headers.host = route.preserveHost ? ctx.request.headers.host ?? target.host : target.host;
-  const raw = ctx.request.raw;
   ctx.upstreamTarget = target.origin;
-  const sentAt = performance.now();
+  let sentAt = performance.now();
   try {
+    const body = await requestBody(ctx, headers);
+    sentAt = performance.now();
     const upstream = await target.pool.request({
       method: request.method,
       path: target.basePath + request.path,
       headers: headers as Record<string, string | string[]>,
-      body: hasRequestBody(raw) ? raw : null,
+      body,
       signal,
     });
     ctx.upstreamHeadersMs = performance.now() - sentAt;
     const responseHeaders = stripResponseHopByHop(upstream.headers as HeaderRecord);
     return new GatewayResponse(upstream.statusCode, new HeaderMap(responseHeaders), upstream.body, 'upstream');
   } catch (error) {
+    if (GatewayError.is(error)) throw error;
     throw toUpstreamError(error, route.upstream.name, target.origin, signal.aborted);
   }
+}
+
+/**
+ * What to send upstream: a plugin's replacement body, else the buffer a plugin read, else the
+ * client's body as a stream. A body that is not the client's stream gets its own length (undici
+ * computes it for strings and buffers; a replacement stream goes chunked).
+ */
+async function requestBody(ctx: RequestContext, headers: HeaderRecord): Promise<string | Uint8Array | Readable | null> {
+  const replaced = ctx.upstreamRequest.body;
+  const read = ctx.request.bodyRead;
+  if (replaced === undefined && read === undefined) return hasRequestBody(ctx.request.raw) ? ctx.request.raw : null;
+  delete headers['content-length'];
+  return replaced ?? (await read!);
 }
