@@ -18,7 +18,9 @@ export async function forward(ctx: RequestContext, route: CompiledRoute, signal:
   ctx.upstreamTarget = target.origin;
   let sentAt = performance.now();
   try {
-    const body = await requestBody(ctx, headers);
+    const raw = ctx.request.raw;
+    const untouched = ctx.upstreamRequest.body === undefined && ctx.request.bodyRead === undefined;
+    const body = untouched ? (hasRequestBody(raw) ? raw : null) : await pluginBody(ctx, headers);
     sentAt = performance.now();
     const upstream = await target.pool.request({
       method: request.method,
@@ -37,14 +39,10 @@ export async function forward(ctx: RequestContext, route: CompiledRoute, signal:
 }
 
 /**
- * What to send upstream: a plugin's replacement body, else the buffer a plugin read, else the
- * client's body as a stream. A body that is not the client's stream gets its own length (undici
- * computes it for strings and buffers; a replacement stream goes chunked).
+ * The body to send when a plugin touched it: its replacement, else the buffer it read. Either has
+ * its own length (undici computes it for strings and buffers; a replacement stream goes chunked).
  */
-async function requestBody(ctx: RequestContext, headers: HeaderRecord): Promise<string | Uint8Array | Readable | null> {
-  const replaced = ctx.upstreamRequest.body;
-  const read = ctx.request.bodyRead;
-  if (replaced === undefined && read === undefined) return hasRequestBody(ctx.request.raw) ? ctx.request.raw : null;
+async function pluginBody(ctx: RequestContext, headers: HeaderRecord): Promise<string | Uint8Array | Readable> {
   delete headers['content-length'];
-  return replaced ?? (await read!);
+  return ctx.upstreamRequest.body ?? (await ctx.request.bodyRead!);
 }
