@@ -4,6 +4,7 @@ import { GatewayError } from './errors.ts';
 import { HeaderMap } from './http/header-map.ts';
 import { DEFAULT_BODY_LIMIT, discardStream, readBody } from './http/read-body.ts';
 import type { ResponseBody } from './reply.ts';
+import type { UpstreamBodySource, UpstreamExchange } from './upstream/upstream-exchange.ts';
 import type { TrustedProxies } from './http/trusted-proxies.ts';
 
 /** The route a request matched, as the config declared it. */
@@ -91,19 +92,62 @@ export type ResponseSource = 'upstream' | 'plugin' | 'gateway';
 export class GatewayResponse {
   status: number;
   readonly headers: HeaderMap;
-  body: ResponseBody;
   /** Who produced it: the upstream, a plugin that answered early, or the gateway (an error). */
   readonly source: ResponseSource;
+  #body: ResponseBody;
+  /** An upstream body nobody has asked for yet: it can go to the client without a Readable. */
+  #upstream: UpstreamBodySource | null;
+  #replaced = false;
 
-  /** The body the response came with; a stream put in its place loses the original length. */
-  readonly originalBody: ResponseBody;
-
-  constructor(status: number, headers: HeaderMap, body: ResponseBody, source: ResponseSource) {
+  constructor(status: number, headers: HeaderMap, body: ResponseBody, source: ResponseSource, upstream: UpstreamBodySource | null = null) {
     this.status = status;
     this.headers = headers;
-    this.body = body;
-    this.originalBody = body;
+    this.#body = body;
     this.source = source;
+    this.#upstream = upstream;
+  }
+
+  /**
+   * The body: a stream, a string, bytes or null. Reading it turns an upstream body into a Readable
+   * (which costs a little: leave it alone when you only need headers); assigning replaces it.
+   */
+  get body(): ResponseBody {
+    if (this.#upstream !== null) {
+      this.#body = this.#upstream.toReadable();
+      this.#upstream = null;
+    }
+    return this.#body;
+  }
+
+  set body(value: ResponseBody) {
+    // An upstream body nobody took is dropped; a stream a plugin took is its to use (or wrap).
+    this.#upstream?.discard();
+    this.#upstream = null;
+    this.#body = value;
+    this.#replaced = true;
+  }
+
+  /** True once a plugin assigned a new body: the upstream's Content-Length no longer applies. */
+  get bodyReplaced(): boolean {
+    return this.#replaced;
+  }
+
+  /** The untouched upstream body, for the gateway to send straight to the client (once). */
+  takeUpstreamBody(): UpstreamBodySource | null {
+    const upstream = this.#upstream;
+    this.#upstream = null;
+    return upstream;
+  }
+
+  /** Drops the body unsent (an error replaced the response, or the client left). */
+  discardBody(): void {
+    if (this.#upstream !== null) {
+      this.#upstream.discard();
+      this.#upstream = null;
+      return;
+    }
+    const body = this.#body;
+    if (body !== null && typeof body === 'object' && 'destroy' in body) discardStream(body);
   }
 
   /**
@@ -119,7 +163,8 @@ export class GatewayResponse {
       discardStream(body);
       throw error;
     });
-    this.body = read;
+    // The same bytes, so the upstream's Content-Length still holds.
+    this.#body = read;
     return read;
   }
 
@@ -136,6 +181,8 @@ export class GatewayResponse {
 
 /** How far `onRequest` got through the chain; `onResponse`/`onError` run back from there. */
 export const kChainReached = Symbol('tollgate.chainReached');
+/** The request in flight to the upstream, to stop if the client leaves. */
+export const kUpstreamExchange = Symbol('tollgate.upstreamExchange');
 
 /**
  * One request's journey through the gateway. Plugins that need per-request state between their own
@@ -159,6 +206,7 @@ export class RequestContext {
   /** Milliseconds from sending upstream to the upstream's response headers. */
   upstreamHeadersMs: number | null = null;
   [kChainReached] = 0;
+  [kUpstreamExchange]: UpstreamExchange | null = null;
 
   constructor(
     id: string,

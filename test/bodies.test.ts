@@ -8,9 +8,18 @@ describe('plugins that ask for the body', () => {
   let upstream: TestUpstream;
   let gateway: GatewayProcess;
   const received: { body: string; headers: Record<string, unknown> }[] = [];
+  let endlessClosed: Promise<void> = Promise.resolve();
 
   before(async () => {
     upstream = await startUpstream((req, res) => {
+      if (req.url?.startsWith('/stream/endless')) {
+        // A body that outlasts the test's timeout (bounded: 12000 chunks, 60 s): only the gateway letting go stops it in time.
+        res.writeHead(200, { 'content-type': 'text/plain' });
+        let sent = 0;
+        const timer = setInterval(() => (++sent > 12000 ? res.end() : res.write('tick\n')), 5);
+        endlessClosed = new Promise((resolve) => res.once('close', () => resolve(clearInterval(timer))));
+        return;
+      }
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
@@ -31,7 +40,7 @@ describe('plugins that ask for the body', () => {
           { path: '/inspect', upstream: 'app', plugins: [bodyTools({ inspectJson: true, limit: 1000 })] },
           { path: '/replace', upstream: 'app', plugins: [bodyTools({ replaceRequestWith: 'replaced body' })] },
           { path: '/stamp', upstream: 'app', plugins: [bodyTools({ stampResponse: true, responseLimit: 2000 })] },
-          { path: '/stream', upstream: 'app', plugins: [bodyTools({ streamResponse: 'streamed by a plugin' })] },
+          { path: '/stream/*', upstream: 'app', plugins: [bodyTools({ streamResponse: 'streamed by a plugin' })] },
         ],
       });
     `);
@@ -96,8 +105,14 @@ describe('plugins that ask for the body', () => {
     expect(res.json().error.code).to.equal('TG_ERR_RESPONSE_TOO_LARGE');
   });
 
+  it("stops receiving an upstream body a plugin replaced", async () => {
+    const res = await send(`${gateway.url}/stream/endless`);
+    expect(res.text).to.equal('streamed by a plugin');
+    await endlessClosed;
+  });
+
   it('sends a replacement stream chunked, dropping the upstream length', async () => {
-    const res = await send(`${gateway.url}/stream?size=100`);
+    const res = await send(`${gateway.url}/stream/x?size=100`);
     expect(res.text).to.equal('streamed by a plugin');
     expect(res.headers).not.to.have.property('content-length');
     expect(res.headers['transfer-encoding']).to.equal('chunked');

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { request as httpRequest } from 'node:http';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { CORE, startGateway, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
 import { closedPort, startUpstream, type TestUpstream } from './support/upstream.ts';
@@ -9,12 +9,23 @@ describe('proxy', () => {
   let hanging: TestUpstream;
   let resetting: TestUpstream;
   let second: TestUpstream;
+  let upstreamClosed: Promise<void> = Promise.resolve();
+  let onUpstreamArrival: () => void = () => {};
   let gateway: GatewayProcess;
 
   before(async () => {
     app = await startUpstream((req, res) => {
       req.resume();
       req.on('end', () => {
+        if (req.url === '/endless' || req.url === '/thinking') {
+          // Outlasts the test's timeout (bounded: 60 s): only the gateway letting go ends it in time.
+          if (req.url === '/endless') res.writeHead(200, { 'content-type': 'text/plain' });
+          let ticks = 0;
+          const timer = setInterval(() => (++ticks > 12000 ? res.end() : req.url === '/endless' && res.write('tick\n')), 5);
+          upstreamClosed = new Promise((resolve) => res.once('close', () => resolve(clearInterval(timer))));
+          onUpstreamArrival();
+          return;
+        }
         if (req.url === '/cut-mid-body' || req.url === '/stall-mid-body') {
           res.writeHead(200, { 'content-length': '1000' });
           res.write('x'.repeat(100));
@@ -134,6 +145,24 @@ describe('proxy', () => {
       const kept = await send(`${gateway.url}/kept-host`, { headers: { host: 'client.example' } });
       expect(kept.json().headers.host).to.equal('client.example');
     });
+  });
+
+  describe('client going away', () => {
+    for (const [path, when] of [['/app/endless', 'mid-body'], ['/app/thinking', 'before the upstream answers']] as const) {
+      it(`stops the upstream request when the client leaves ${when}`, async () => {
+        const arrived = new Promise<void>((resolve) => (onUpstreamArrival = resolve));
+        const request = httpRequest({ host: '127.0.0.1', port: gateway.port, path, agent: false });
+        request.on('error', () => {});
+        request.end();
+        await arrived;
+        if (path === '/app/endless') {
+          const response = await new Promise<IncomingMessage>((resolve) => request.once('response', resolve));
+          await new Promise((resolve) => response.once('data', resolve));
+        }
+        request.destroy();
+        await upstreamClosed;
+      });
+    }
   });
 
   describe('upstream pools', () => {

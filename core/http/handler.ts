@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
-import { GatewayResponse, IncomingRequest, RequestContext } from '../context.ts';
+import { GatewayResponse, IncomingRequest, kUpstreamExchange, RequestContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
 import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
@@ -10,7 +10,6 @@ import { HeaderMap } from './header-map.ts';
 import { buildUpstreamHeaders } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
 import { decodeParams, pathProblem } from './request-path.ts';
-import { discardStream } from './read-body.ts';
 import { errorResponse, responseFromReply } from './responses.ts';
 
 /**
@@ -62,14 +61,14 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
     startedAt,
   );
 
-  const abort = new AbortController();
   res.once('close', () => {
-    if (!res.writableFinished) abort.abort();
+    // The client left first: stop the upstream request too.
+    if (!res.writableFinished) ctx[kUpstreamExchange]?.abort();
     logAccess(gateway, ctx, res);
     gateway.requestDone();
   });
 
-  serve(gateway, ctx, route, routeError, abort.signal, res).catch((error: unknown) => {
+  serve(gateway, ctx, route, routeError, res).catch((error: unknown) => {
     // serve() answers every failure itself; reaching here means writing the response failed.
     gateway.logger.error({ err: error, reqId: ctx.id }, 'failed to send response');
     res.destroy();
@@ -81,7 +80,6 @@ async function serve(
   ctx: RequestContext,
   route: CompiledRoute | null,
   routeError: GatewayError | null,
-  signal: AbortSignal,
   res: ServerResponse,
 ): Promise<void> {
   const chain: Chain = route === null ? gateway.globalChain : route.chain;
@@ -90,7 +88,7 @@ async function serve(
     const reply = chain.length === 0 ? undefined : await runRequestHooks(ctx, chain);
     if (reply !== undefined) response = responseFromReply(reply);
     else if (routeError !== null) throw routeError;
-    else response = await forward(ctx, route!, signal);
+    else response = await forward(ctx, route!);
   } catch (thrown) {
     response = await answerError(gateway, ctx, chain, toGatewayError(thrown));
   }
@@ -99,7 +97,7 @@ async function serve(
     try {
       await runResponseHooks(ctx, chain, response);
     } catch (thrown) {
-      discardBody(response);
+      response.discardBody();
       const error = toGatewayError(thrown);
       ctx.error = error;
       response = errorResponse(error, ctx.id);
@@ -120,45 +118,63 @@ async function answerError(gateway: Gateway, ctx: RequestContext, chain: Chain, 
 
 function send(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, res: ServerResponse): void {
   if (res.destroyed) {
-    discardBody(response);
+    response.discardBody();
     return;
   }
-  if (!writeHead(gateway, ctx, response, res)) {
+  // An upstream body no plugin asked for goes straight from undici to the client.
+  const direct = response.takeUpstreamBody();
+  const body = direct === null ? response.body : null;
+  if (!writeHead(gateway, ctx, response, body, direct !== null, res)) {
     // Node refused a status or header (a plugin set a value with a newline, say): answer 500 instead.
-    discardBody(response);
+    if (direct !== null) direct.discard();
+    else response.discardBody();
     for (const name of res.getHeaderNames()) res.removeHeader(name);
-    response = errorResponse(ctx.error!, ctx.id);
-    writeHead(gateway, ctx, response, res);
-  }
-  const body = response.body;
-  if (body === null || typeof body === 'string' || body instanceof Uint8Array) {
-    res.end(body);
+    const error = errorResponse(ctx.error!, ctx.id);
+    writeHead(gateway, ctx, error, error.body, false, res);
+    res.end(error.body);
     return;
   }
   // The status is already on the wire, so a body that fails mid-stream can only cut the connection;
-  // record why before the response closes and the access line is written. (stream.pipeline would do
-  // the same wiring but allocates an AbortController and a DOMException per response.)
-  body.once('error', (error: Error) => {
+  // record why before the response closes and the access line is written.
+  const failMidStream = (error: Error): void => {
     ctx.error ??=
       response.source === 'upstream' && ctx.route !== null
         ? toUpstreamError(error, ctx.route.upstream, ctx.upstreamTarget ?? '?', false, true)
         : new GatewayError('TG_ERR_PLUGIN_FAILED', undefined, { cause: error, logDetail: `response body from a plugin failed mid-stream: ${error.message}` });
     res.destroy(error);
-  });
+  };
+  if (direct !== null) {
+    direct.pipeTo(res, failMidStream);
+    return;
+  }
+  if (body === null || typeof body === 'string' || body instanceof Uint8Array) {
+    res.end(body);
+    return;
+  }
+  // (stream.pipeline would do this wiring too, but allocates an AbortController and a DOMException
+  // per response.)
+  body.once('error', failMidStream);
   res.once('close', () => {
     if (!res.writableFinished) body.destroy();
   });
   body.pipe(res);
 }
 
-
-function writeHead(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, res: ServerResponse): boolean {
+function writeHead(
+  gateway: Gateway,
+  ctx: RequestContext,
+  response: GatewayResponse,
+  body: GatewayResponse['body'],
+  direct: boolean,
+  res: ServerResponse,
+): boolean {
   const headers = response.headers.toRecord();
-  const body = response.body;
-  // A plugin may have replaced or rewritten the body: the length sent must be the body's own.
-  if (typeof body === 'string') headers['content-length'] = String(Buffer.byteLength(body));
-  else if (body instanceof Uint8Array) headers['content-length'] = String(body.byteLength);
-  else if (body !== response.originalBody) delete headers['content-length'];
+  if (!direct) {
+    // A plugin may have replaced or rewritten the body: the length sent must be the body's own.
+    if (typeof body === 'string') headers['content-length'] = String(Buffer.byteLength(body));
+    else if (body instanceof Uint8Array) headers['content-length'] = String(body.byteLength);
+    else if (response.bodyReplaced) delete headers['content-length'];
+  }
   headers['x-request-id'] = ctx.id;
   if (gateway.draining) headers.connection = 'close';
   try {
@@ -171,11 +187,6 @@ function writeHead(gateway: Gateway, ctx: RequestContext, response: GatewayRespo
     });
     return false;
   }
-}
-
-function discardBody(response: GatewayResponse): void {
-  const body = response.body;
-  if (body !== null && typeof body === 'object' && 'destroy' in body) discardStream(body);
 }
 
 function toGatewayError(thrown: unknown): GatewayError {

@@ -1,16 +1,18 @@
 import type { Readable } from 'node:stream';
-import { GatewayResponse, type RequestContext } from '../context.ts';
+import type { Dispatcher } from 'undici';
+import { GatewayResponse, kUpstreamExchange, type RequestContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute } from '../gateway.ts';
 import { HeaderMap, type HeaderRecord } from '../http/header-map.ts';
 import { hasRequestBody, stripResponseHopByHop } from '../http/proxy-headers.ts';
 import { toUpstreamError } from './upstream-errors.ts';
+import { UpstreamExchange, type UpstreamHead } from './upstream-exchange.ts';
 
 /**
  * Sends the request to one of the route's upstream targets through its undici Pool. Both bodies
  * stream: the client's request is the upstream body, the upstream's body becomes the response body.
  */
-export async function forward(ctx: RequestContext, route: CompiledRoute, signal: AbortSignal): Promise<GatewayResponse> {
+export async function forward(ctx: RequestContext, route: CompiledRoute): Promise<GatewayResponse> {
   const target = route.upstream.pick();
   const request = ctx.upstreamRequest;
   const headers = request.headers.toRecord();
@@ -22,19 +24,21 @@ export async function forward(ctx: RequestContext, route: CompiledRoute, signal:
     const untouched = ctx.upstreamRequest.body === undefined && ctx.request.bodyRead === undefined;
     const body = untouched ? (hasRequestBody(raw) ? raw : null) : await pluginBody(ctx, headers);
     sentAt = performance.now();
-    const upstream = await target.pool.request({
-      method: request.method,
-      path: target.basePath + request.path,
-      headers: headers as Record<string, string | string[]>,
-      body,
-      signal,
+    let exchange!: UpstreamExchange;
+    const head = await new Promise<UpstreamHead>((resolve, reject) => {
+      exchange = new UpstreamExchange(resolve, reject);
+      ctx[kUpstreamExchange] = exchange;
+      target.pool.dispatch(
+        { method: request.method as Dispatcher.HttpMethod, path: target.basePath + request.path, headers: headers as Record<string, string | string[]>, body },
+        exchange,
+      );
     });
     ctx.upstreamHeadersMs = performance.now() - sentAt;
-    const responseHeaders = stripResponseHopByHop(upstream.headers as HeaderRecord);
-    return new GatewayResponse(upstream.statusCode, new HeaderMap(responseHeaders), upstream.body, 'upstream');
+    const responseHeaders = stripResponseHopByHop(head.headers);
+    return new GatewayResponse(head.status, new HeaderMap(responseHeaders), null, 'upstream', exchange);
   } catch (error) {
     if (GatewayError.is(error)) throw error;
-    throw toUpstreamError(error, route.upstream.name, target.origin, signal.aborted);
+    throw toUpstreamError(error, route.upstream.name, target.origin, ctx[kUpstreamExchange]?.clientGone ?? false);
   }
 }
 

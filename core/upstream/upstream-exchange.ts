@@ -1,0 +1,188 @@
+import { Readable, type Writable } from 'node:stream';
+import type { Dispatcher } from 'undici';
+import type { HeaderRecord } from '../http/header-map.ts';
+
+/** The upstream's answer, once its headers are in. */
+export interface UpstreamHead {
+  status: number;
+  headers: HeaderRecord;
+}
+
+/** Where an upstream body goes: written straight to the client, or handed to a plugin as a stream. */
+export interface UpstreamBodySource {
+  /** Writes the body into `sink` as it arrives (with backpressure); `onError` hears of a mid-stream failure. */
+  pipeTo(sink: Writable, onError: (error: Error) => void): void;
+  /** The body as a Readable, for a plugin that wants to read or wrap it. */
+  toReadable(): Readable;
+  /** Nobody will read the body: stop receiving it. */
+  discard(): void;
+}
+
+// Where body chunks go (numbers, not an enum: Node strips types but cannot strip enums).
+const HELD = 0; // head received; chunks are held (and the connection paused) until someone claims them
+const DIRECT = 1;
+const STREAMING = 2;
+const DONE = 3;
+
+const CLIENT_GONE = Object.assign(new Error('the client closed the connection'), { code: 'TG_CLIENT_GONE' });
+const DISCARDED = Object.assign(new Error('the response body was discarded'), { code: 'TG_DISCARDED' });
+
+/**
+ * One request to an upstream, as an undici dispatch handler. Compared with `pool.request()`, the
+ * body needs no Readable (nor AsyncResource) when it goes straight to the client, which is the
+ * common case; a Readable is made only for a plugin that asks for the body.
+ */
+export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBodySource {
+  #controller: Dispatcher.DispatchController | null = null;
+  #resolve: (head: UpstreamHead) => void;
+  #reject: (error: Error) => void;
+  /** The head promise is settled. */
+  #headSettled = false;
+  #mode = HELD;
+  /** We stopped the exchange ourselves (client gone, body discarded): its errors are not news. */
+  #givenUp = false;
+  #pendingAbort: Error | null = null;
+  #held: Buffer[] = [];
+  #ended = false;
+  #failure: Error | null = null;
+  #sink: Writable | null = null;
+  #onSinkError: ((error: Error) => void) | null = null;
+  #readable: Readable | null = null;
+  #waitingForDrain = false;
+
+  constructor(resolve: (head: UpstreamHead) => void, reject: (error: Error) => void) {
+    this.#resolve = resolve;
+    this.#reject = reject;
+  }
+
+  /** True once the client went away and the exchange was stopped for that reason. */
+  get clientGone(): boolean {
+    return this.#pendingAbort === CLIENT_GONE;
+  }
+
+  /** The client went away: stop the upstream request, whatever stage it is in. */
+  abort(): void {
+    this.#giveUp(CLIENT_GONE);
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller;
+    if (this.#pendingAbort) controller.abort(this.#pendingAbort);
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+    if (statusCode < 200) return; // 1xx: informational, the final response follows.
+    this.#headSettled = true;
+    controller.pause();
+    this.#resolve({ status: statusCode, headers });
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#mode === DIRECT) {
+      if (!this.#sink!.write(chunk)) this.#pauseUntilDrain(controller);
+    } else if (this.#mode === STREAMING) {
+      if (!this.#readable!.push(chunk)) controller.pause();
+    } else if (this.#mode === HELD) {
+      this.#held.push(chunk);
+      controller.pause();
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.#mode === DIRECT) {
+      this.#mode = DONE;
+      this.#sink!.end();
+    } else if (this.#mode === STREAMING) {
+      this.#mode = DONE;
+      this.#readable!.push(null);
+    } else if (this.#mode === HELD) {
+      this.#ended = true;
+    }
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (!this.#headSettled) {
+      this.#headSettled = true;
+      this.#mode = DONE;
+      this.#reject(error);
+      return;
+    }
+    const mode = this.#mode;
+    if (mode !== HELD) this.#mode = DONE;
+    if (this.#givenUp) return;
+    if (mode === DIRECT) this.#onSinkError!(error);
+    else if (mode === STREAMING) this.#readable!.destroy(error);
+    else if (mode === HELD) this.#failure = error;
+  }
+
+  pipeTo(sink: Writable, onError: (error: Error) => void): void {
+    this.#sink = sink;
+    this.#onSinkError = onError;
+    const { chunks, ended, failure } = this.#takeHeld();
+    let writable = true;
+    for (const chunk of chunks) writable = sink.write(chunk);
+    if (failure) {
+      this.#mode = DONE;
+      onError(failure);
+    } else if (ended) {
+      this.#mode = DONE;
+      sink.end();
+    } else {
+      this.#mode = DIRECT;
+      if (writable) this.#controller!.resume();
+      else this.#pauseUntilDrain(this.#controller!);
+    }
+  }
+
+  toReadable(): Readable {
+    const readable = new Readable({
+      read: () => this.#controller?.resume(),
+      destroy: (error, callback) => {
+        this.#giveUp(DISCARDED);
+        callback(error);
+      },
+    });
+    this.#readable = readable;
+    const { chunks, ended, failure } = this.#takeHeld();
+    this.#mode = ended || failure ? DONE : STREAMING;
+    for (const chunk of chunks) readable.push(chunk);
+    if (failure) readable.destroy(failure);
+    else if (ended) readable.push(null);
+    return readable;
+  }
+
+  discard(): void {
+    this.#held = [];
+    this.#giveUp(DISCARDED);
+    this.#mode = DONE;
+  }
+
+  #takeHeld(): { chunks: Buffer[]; ended: boolean; failure: Error | null } {
+    const taken = { chunks: this.#held, ended: this.#ended, failure: this.#failure };
+    this.#held = [];
+    return taken;
+  }
+
+  #pauseUntilDrain(controller: Dispatcher.DispatchController): void {
+    controller.pause();
+    if (this.#waitingForDrain) return;
+    this.#waitingForDrain = true;
+    this.#sink!.once('drain', () => {
+      this.#waitingForDrain = false;
+      controller.resume();
+    });
+  }
+
+  #giveUp(reason: Error): void {
+    if (this.#givenUp) return;
+    this.#givenUp = true;
+    this.#pendingAbort = reason;
+    if (this.#finished()) return;
+    this.#controller?.abort(reason);
+  }
+
+  /** Nothing is left in flight: the body ended or failed (whether or not anyone has it yet). */
+  #finished(): boolean {
+    return this.#headSettled && (this.#mode === DONE || (this.#mode === HELD && (this.#ended || this.#failure !== null)));
+  }
+}
