@@ -152,9 +152,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   }
 
   discard(): void {
-    this.#held = [];
     this.#giveUp(DISCARDED);
-    this.#mode = DONE;
   }
 
   #takeHeld(): { chunks: Buffer[]; ended: boolean; failure: Error | null } {
@@ -177,8 +175,11 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
     if (this.#givenUp) return;
     this.#givenUp = true;
     this.#pendingAbort = reason;
-    if (this.#finished()) return;
-    this.#controller?.abort(reason);
+    const finished = this.#finished();
+    // Whatever still arrives has nowhere to go.
+    this.#held = [];
+    if (this.#headSettled) this.#mode = DONE;
+    if (!finished) this.#controller?.abort(reason);
   }
 
   /** Nothing is left in flight: the body ended or failed (whether or not anyone has it yet). */
