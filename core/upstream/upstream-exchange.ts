@@ -24,6 +24,7 @@ const DIRECT = 1;
 const STREAMING = 2;
 const DONE = 3;
 
+// Shared, not made per request: they only tell undici (and ourselves) why an exchange was stopped.
 const CLIENT_GONE = Object.assign(new Error('the client closed the connection'), { code: 'TG_CLIENT_GONE' });
 const DISCARDED = Object.assign(new Error('the response body was discarded'), { code: 'TG_DISCARDED' });
 
@@ -41,7 +42,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   #mode = HELD;
   /** We stopped the exchange ourselves (client gone, body discarded): its errors are not news. */
   #givenUp = false;
-  #pendingAbort: Error | null = null;
+  /** Why we gave up; kept for a controller that arrives after the decision. */
+  #gaveUpFor: Error | null = null;
   #held: Buffer[] = [];
   #ended = false;
   #failure: Error | null = null;
@@ -57,7 +59,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
 
   /** True once the client went away and the exchange was stopped for that reason. */
   get clientGone(): boolean {
-    return this.#pendingAbort === CLIENT_GONE;
+    return this.#gaveUpFor === CLIENT_GONE;
   }
 
   /** The client went away: stop the upstream request, whatever stage it is in. */
@@ -67,7 +69,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
     this.#controller = controller;
-    if (this.#pendingAbort) controller.abort(this.#pendingAbort);
+    if (this.#gaveUpFor) controller.abort(this.#gaveUpFor);
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
@@ -174,7 +176,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   #giveUp(reason: Error): void {
     if (this.#givenUp) return;
     this.#givenUp = true;
-    this.#pendingAbort = reason;
+    this.#gaveUpFor = reason;
     const finished = this.#finished();
     // Whatever still arrives has nowhere to go.
     this.#held = [];
