@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { REPO, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
@@ -17,12 +17,13 @@ function codeFiles(doc: string): Record<string, string> {
 describe('docs/plugins.md', () => {
   let upstream: TestUpstream;
   let gateway: GatewayProcess;
+  let dir = '';
 
   before(async () => {
     upstream = await startUpstream();
     // Inside the repository, so `tollgate` and `zod` resolve as they would in a user's project.
     mkdirSync(join(REPO, '.tmp'), { recursive: true });
-    const dir = mkdtempSync(join(REPO, '.tmp', 'docs-'));
+    dir = mkdtempSync(join(REPO, '.tmp', 'docs-'));
     const files = codeFiles('docs/plugins.md');
     expect(Object.keys(files)).to.have.members(['my-plugins/require-version.ts', 'gateway.config.ts']);
     for (const [path, source] of Object.entries(files)) {
@@ -35,6 +36,7 @@ describe('docs/plugins.md', () => {
   after(async () => {
     await gateway?.stop();
     await upstream?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   it('forwards an accepted version upstream and reports it back', async () => {
