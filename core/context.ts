@@ -1,8 +1,8 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
-import { GatewayError } from './errors.ts';
+import type { GatewayError } from './errors.ts';
 import { HeaderMap } from './http/header-map.ts';
-import { DEFAULT_BODY_LIMIT, discardStream, readBody } from './http/read-body.ts';
+import { DEFAULT_BODY_LIMIT, discardStream, parseJsonBody, readBody } from './http/read-body.ts';
 import type { ResponseBody } from './reply.ts';
 import type { UpstreamBodySource, UpstreamExchange } from './upstream/upstream-exchange.ts';
 import type { TrustedProxies } from './http/trusted-proxies.ts';
@@ -59,12 +59,7 @@ export class IncomingRequest {
 
   /** The body parsed as JSON; 400 TG_ERR_BAD_REQUEST when it is not JSON. */
   async json<T = unknown>(limit?: number): Promise<T> {
-    const body = await this.body(limit);
-    try {
-      return JSON.parse(body.toString('utf8')) as T;
-    } catch {
-      throw new GatewayError('TG_ERR_BAD_REQUEST', 'The request body is not valid JSON');
-    }
+    return parseJsonBody<T>(await this.body(limit), 'TG_ERR_BAD_REQUEST', 'The request body is not valid JSON');
   }
 
   /** The pending read of the body, when a plugin asked for it. */
@@ -170,12 +165,7 @@ export class GatewayResponse {
 
   /** The body as JSON (see `buffer`). */
   async json<T = unknown>(limit?: number): Promise<T> {
-    const body = await this.buffer(limit);
-    try {
-      return JSON.parse(body.toString('utf8')) as T;
-    } catch {
-      throw new GatewayError('TG_ERR_UPSTREAM_BAD_RESPONSE', 'The upstream response body is not valid JSON');
-    }
+    return parseJsonBody<T>(await this.buffer(limit), 'TG_ERR_UPSTREAM_BAD_RESPONSE', 'The response body is not valid JSON');
   }
 }
 

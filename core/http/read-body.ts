@@ -47,6 +47,15 @@ export function readBody(stream: Readable, limit: number, code: ErrorCode, decla
   });
 }
 
+/** Parses a buffered body as JSON, or fails with `code` and `message`. */
+export function parseJsonBody<T>(body: Buffer, code: ErrorCode, message: string): T {
+  try {
+    return JSON.parse(body.toString('utf8')) as T;
+  } catch {
+    throw new GatewayError(code, message);
+  }
+}
+
 /** Destroys a stream nobody will read; undici bodies report their own abort as an error, so hush it. */
 export function discardStream(stream: Readable): void {
   stream.on('error', noop);
