@@ -147,6 +147,31 @@ describe('cluster', () => {
     });
   });
 
+  describe('crash loops', () => {
+    it('waits longer before each replacement of a worker that keeps dying young', async () => {
+      const upstream = await startUpstream();
+      const gateway = await startGateway(configFor(upstream));
+      try {
+        const delays: number[] = [];
+        const seen = new Set(gateway.workerPids);
+        let victim = gateway.workerPids[0]!;
+        for (let death = 0; death < 3; death++) {
+          process.kill(victim, 'SIGKILL');
+          const died = await gateway.waitForLog((l) => l.workerPid === victim && l.respawnInMs !== undefined);
+          delays.push(died.respawnInMs);
+          const ready = await gateway.waitForLog((l) => l.msg === 'worker ready' && !seen.has(l.workerPid));
+          seen.add(ready.workerPid);
+          victim = ready.workerPid;
+        }
+        expect(delays).to.deep.equal([100, 200, 400]);
+        expect((await send(`${gateway.url}/x`)).status).to.equal(200);
+      } finally {
+        await gateway.stop();
+        await upstream.close();
+      }
+    });
+  });
+
   describe('abrupt stops', () => {
     it('stops at once with exit code 130 on a second signal during a drain', async () => {
       const { upstream, nextArrival, release } = await holdingUpstream();
