@@ -147,6 +147,39 @@ describe('cluster', () => {
     });
   });
 
+  describe('crashes and signals', () => {
+    it('replaces a worker that dies of an uncaught exception and logs the exception as the reason', async () => {
+      const upstream = await startUpstream();
+      const config = configFor(upstream).replace("routes: [{ path: '/*', upstream: 'app' }]", "routes: [{ path: '/crash', upstream: 'app', plugins: [probe({ label: 'c', crashLater: true })] }, { path: '/*', upstream: 'app' }]");
+      const gateway = await startGateway(config);
+      try {
+        await send(`${gateway.url}/crash`).catch(() => null);
+        const died = await gateway.waitForLog((l) => l.workerPid === gateway.workerPids[0] && l.respawnInMs !== undefined);
+        expect(died.reason).to.equal('TG_ERR_INTERNAL: probe c crashed its worker');
+        expect(died.msg).to.contain('exited with code 1 (TG_ERR_INTERNAL: probe c crashed its worker)');
+        await gateway.waitForLog((l) => l.msg === 'worker ready' && l.workerPid !== gateway.workerPids[0]);
+        expect((await send(`${gateway.url}/x`)).status).to.equal(200);
+      } finally {
+        await gateway.stop();
+        await upstream.close();
+      }
+    });
+
+    it('keeps serving on SIGHUP, saying that reload is not supported yet', async () => {
+      const upstream = await startUpstream();
+      const gateway = await startGateway(configFor(upstream));
+      try {
+        gateway.child.kill('SIGHUP');
+        await gateway.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('SIGHUP received'));
+        expect((await send(`${gateway.url}/x`)).status).to.equal(200);
+        expect(gateway.child.exitCode).to.equal(null);
+      } finally {
+        await gateway.stop();
+        await upstream.close();
+      }
+    });
+  });
+
   describe('crash loops', () => {
     it('waits longer before each replacement of a worker that keeps dying young', async () => {
       const upstream = await startUpstream();

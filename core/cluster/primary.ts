@@ -166,6 +166,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
+    // SIGHUP would end the process by default; operators send it expecting a reload, which is not
+    // built yet: say so instead of dying.
+    process.on('SIGHUP', () => logger.warn('SIGHUP received: config reload is not supported yet; still serving the loaded config'));
 
     for (const slot of slots) fork(slot);
   });
