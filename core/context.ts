@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
+import type { Consumer } from './consumer.ts';
 import type { GatewayError } from './errors.ts';
 import { HeaderMap } from './http/header-map.ts';
 import { DEFAULT_BODY_LIMIT, discardStream, parseJsonBody, readBody } from './http/read-body.ts';
@@ -185,6 +186,8 @@ export class RequestContext {
   readonly route: MatchedRoute | null;
   readonly params: Readonly<Record<string, string>>;
   readonly upstreamRequest: UpstreamRequest;
+  /** Who is calling, once an auth plugin has said so; `null` for anonymous requests. */
+  consumer: Consumer | null = null;
   /** Set once a response exists (upstream, early answer or error). */
   response: GatewayResponse | null = null;
   /** Set when the request failed; `onError` hooks receive it too. */

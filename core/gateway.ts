@@ -18,6 +18,8 @@ export interface CompiledRoute {
   readonly upstream: Upstream;
   readonly preserveHost: boolean;
   readonly rewritePath: PathRewrite;
+  /** Where the authenticated consumer's id goes upstream. */
+  readonly consumerHeader: string;
 }
 
 export interface GatewayOptions {
@@ -65,6 +67,7 @@ export class Gateway {
           upstream: this.upstreams.get(route.upstream)!,
           preserveHost: route.preserveHost,
           rewritePath: compilePathRewrite(route),
+          consumerHeader: config.consumerHeader,
         },
       })),
     );

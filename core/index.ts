@@ -10,5 +10,6 @@ export { definePlugin } from './plugin.ts';
 export type { PluginDefinition, PluginHooks, PluginFactory, PluginInstance, GatewayServices } from './plugin.ts';
 export { RequestContext, IncomingRequest, GatewayResponse, type MatchedRoute, type UpstreamRequest, type ResponseSource } from './context.ts';
 export { reply, type Reply, type ResponseBody } from './reply.ts';
+export type { Consumer, ConsumerMetadata } from './consumer.ts';
 export { HeaderMap, type HeaderValue } from './http/header-map.ts';
 export { GatewayError, errorCodes, type ErrorCode, type GatewayErrorOptions } from './errors.ts';

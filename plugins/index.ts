@@ -1,2 +1,4 @@
 /** The plugins bundled with tollgate. */
 export { headers } from './headers/index.ts';
+export { keyAuth, type ResolvedConsumer } from './key-auth/index.ts';
+export { hashKey } from './key-auth/key-hash.ts';

@@ -2,12 +2,14 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load-config.ts';
 import { runPrimary } from '../cluster/primary.ts';
+import { hashKey, newKey } from '../../plugins/key-auth/key-hash.ts';
 
 const USAGE = `Usage: tollgate <command> [options]
 
 Commands:
-  start   Start the gateway (primary process + cluster workers)
-  check   Validate the config without starting anything
+  start          Start the gateway (primary process + cluster workers)
+  check          Validate the config without starting anything
+  hash-key [KEY] Print a new random API key and its hash for key-auth (or the hash of KEY)
 
 Options:
   -c, --config FILE   Config file (default: gateway.config.ts and the usual alternatives, found in the cwd)
@@ -48,6 +50,12 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       return runPrimary({ configPath: values.config, workers });
+    }
+    case 'hash-key': {
+      const given = positionals[1];
+      const { key, keyHash } = given === undefined ? newKey() : { key: given, keyHash: hashKey(given) };
+      process.stdout.write(`key:     ${key}\nkeyHash: ${keyHash}\n`);
+      return 0;
     }
     default:
       process.stderr.write(`tollgate: unknown command "${command}"\n\n${USAGE}`);

@@ -73,6 +73,11 @@ export const configSchema = z.strictObject({
     .union([z.literal('auto'), z.int().min(1).max(1024)], { error: 'expected "auto" or a whole number of workers (1-1024)' })
     .default('auto'),
   scheduling: z.enum(['round-robin', 'os']).default('os'),
+  consumerHeader: z
+    .string()
+    .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a header name')
+    .toLowerCase()
+    .default('x-consumer-id'),
   trustProxy: z
     .array(
       z.string().check((ctx) => {

@@ -25,6 +25,12 @@ export interface GatewayConfig<Upstreams extends string = string> {
    * measurement behind the default.
    */
   scheduling?: 'round-robin' | 'os';
+  /**
+   * The header that tells upstreams who the consumer is (its id), set after authentication. Copies
+   * sent by clients are always removed, on every route, so it cannot be spoofed. Default
+   * `'x-consumer-id'`.
+   */
+  consumerHeader?: string;
   /** Peers (IPs or CIDR blocks) whose `X-Forwarded-*` headers are believed and extended. Default none. */
   trustProxy?: string[];
   /** Limits on client connections. */

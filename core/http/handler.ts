@@ -51,7 +51,12 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
   }
 
   const id = requestIdFor(req.headers['x-request-id']);
-  const headers = buildUpstreamHeaders(req, { trusted: gateway.trusted, requestId: id, protocol: 'http' });
+  const headers = buildUpstreamHeaders(req, {
+    trusted: gateway.trusted,
+    consumerHeader: gateway.config.consumerHeader,
+    requestId: id,
+    protocol: 'http',
+  });
   const ctx = new RequestContext(
     id,
     new IncomingRequest(req, path, query, gateway.trusted),

@@ -25,6 +25,8 @@ const REQUEST_ONLY_DROPPED = new Set(['expect', 'host', 'x-forwarded-for', 'x-fo
 
 export interface UpstreamHeaderOptions {
   trusted: TrustedProxies;
+  /** Set by the gateway from the authenticated consumer; a client's copy is never forwarded. */
+  consumerHeader: string;
   requestId: string;
   /** `http` or `https`, as the client reached the gateway. */
   protocol: string;
@@ -39,7 +41,8 @@ export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHead
   const named = connectionNamed(incoming.connection);
   const out: HeaderRecord = Object.create(null);
   for (const name in incoming) {
-    if (HOP_BY_HOP.has(name) || REQUEST_ONLY_DROPPED.has(name) || (named !== null && named.has(name))) continue;
+    if (HOP_BY_HOP.has(name) || REQUEST_ONLY_DROPPED.has(name) || name === options.consumerHeader) continue;
+    if (named !== null && named.has(name)) continue;
     out[name] = incoming[name];
   }
 

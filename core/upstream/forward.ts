@@ -17,6 +17,7 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
   const request = ctx.upstreamRequest;
   const headers = request.headers.toRecord();
   headers.host = route.preserveHost ? ctx.request.headers.host ?? target.host : target.host;
+  if (ctx.consumer !== null) headers[route.consumerHeader] = ctx.consumer.id;
   ctx.upstreamTarget = target.origin;
   let sentAt = performance.now();
   try {
