@@ -17,4 +17,6 @@ export interface Consumer {
   readonly metadata: Readonly<Partial<ConsumerMetadata>>;
   /** The plugin that authenticated it, e.g. `key-auth`. */
   readonly via: string;
+  /** For a consumer identified by a token: its verified claims. */
+  readonly claims?: Readonly<Record<string, unknown>>;
 }

@@ -2,3 +2,4 @@
 export { headers } from './headers/index.ts';
 export { keyAuth, type ResolvedConsumer } from './key-auth/index.ts';
 export { hashKey } from './key-auth/key-hash.ts';
+export { jwtAuth } from './jwt-auth/index.ts';
