@@ -64,6 +64,7 @@ describe('jwt-auth', () => {
           { path: '/rs/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['RS256'], jwksUrl: '${jwksUrl}', jwksCooldownMs: 60000, cacheSize: 0,
               claimHeaders: { tenant: 'x-tenant' } })] },
           { path: '/rotating/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['RS256'], jwksUrl: '${jwksUrl}', jwksCooldownMs: 0, cacheSize: 0 })] },
+          { path: '/cached/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['RS256'], jwksUrl: '${jwksUrl}', jwksCooldownMs: 0, jwksMaxAgeMs: 1 })] },
           { path: '/es/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['ES256'], publicKey: ${JSON.stringify(ecPem)} })] },
           { path: '/hs/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['HS256'], secret: '${SECRET}',
               requiredScopes: ['orders:write'], requiredClaims: ['tenant'], groupsClaim: 'groups' })] },
@@ -172,11 +173,17 @@ describe('jwt-auth', () => {
 
   describe('key rotation and config', () => {
     it('follows a JWKS rotation: the new key is accepted after a refetch, the removed one refused', async () => {
+      const verifiedBefore = await token(rsa.privateKey, 'RS256', { jti: 'before-rotation' }, { kid: 'k1' });
+      expect((await call('/cached/orders', verifiedBefore)).status).to.equal(200);
       served = { keys: [rotated.jwk] };
       const fresh = await call('/rotating/orders', await token(rotated.privateKey, 'RS256', {}, { kid: 'k2' }));
       expect(fresh.status).to.equal(200);
       const old = await call('/rotating/orders', await token(rsa.privateKey, 'RS256', { jti: 'after-rotation' }, { kid: 'k1' }));
       expect(old.status).to.equal(401);
+      // With the verified-token cache on (the default), a token verified before the rotation stays
+      // valid until it expires; a token it has not seen is checked against the new keys.
+      expect((await call('/cached/orders', verifiedBefore)).status).to.equal(200);
+      expect((await call('/cached/orders', await token(rsa.privateKey, 'RS256', { jti: 'unseen' }, { kid: 'k1' }))).status).to.equal(401);
     });
 
     it('refuses, at config load, HMAC algorithms with public keys and a secret with RSA', async () => {
