@@ -21,6 +21,8 @@ export interface LoadOptions {
   cpus?: string | undefined;
   /** Open a new connection for every request (`Connection: close`). */
   closeConnections?: boolean;
+  /** Request headers (credentials, say). */
+  headers?: Record<string, string> | undefined;
 }
 
 export type LoadGenerator = { name: string; run(options: LoadOptions): Promise<LoadResult> };
@@ -44,6 +46,7 @@ export async function pickLoadGenerator(): Promise<LoadGenerator> {
 async function runWrk(options: LoadOptions): Promise<LoadResult> {
   const args = ['-t1', `-c${options.connections}`, `-d${options.seconds}s`, '--latency', options.url];
   if (options.closeConnections) args.unshift('-H', 'Connection: close');
+  for (const [name, value] of Object.entries(options.headers ?? {})) args.unshift('-H', `${name}: ${value}`);
   const { stdout } = options.cpus ? await run('taskset', ['-c', options.cpus, 'wrk', ...args]) : await run('wrk', args);
   const number = (pattern: RegExp): number => Number(pattern.exec(stdout)?.[1] ?? NaN);
   const errors = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(stdout);
@@ -68,7 +71,7 @@ async function runAutocannon(options: LoadOptions): Promise<LoadResult> {
     url: options.url,
     connections: options.connections,
     duration: options.seconds,
-    headers: options.closeConnections ? { connection: 'close' } : {},
+    headers: { ...options.headers, ...(options.closeConnections ? { connection: 'close' } : {}) },
   });
   return {
     requestsPerSec: result.requests.average,

@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pickLoadGenerator, type LoadResult } from './load.ts';
 import { median } from './stats.ts';
+import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
+import { hashKey } from '../plugins/key-auth/key-hash.ts';
 import { startNginx } from './nginx.ts';
 import { startTollgate } from './tollgate.ts';
 
@@ -30,6 +32,7 @@ const CLK_TCK = 100;
 interface Subject {
   name: string;
   url: string;
+  headers?: Record<string, string>;
   /** Pids whose CPU time counts as the proxy's; none for the upstream itself. */
   pids: number[];
 }
@@ -57,24 +60,31 @@ subjects.push({ name: 'tollgate (1 worker)', url: `http://127.0.0.1:${tollgate.p
 const logged = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, accessLog: true });
 children.push(logged.child);
 subjects.push({ name: 'tollgate + access log', url: `http://127.0.0.1:${logged.port}/items`, pids: logged.workerPids });
+for (const scenario of await authScenarios()) {
+  const gateway = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: scenario.plugins });
+  children.push(gateway.child);
+  subjects.push({ name: scenario.name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids, headers: scenario.headers });
+}
 
 console.log(
   `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each, ` +
     (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'no pinning (one core)'),
 );
 
-for (const subject of subjects) await load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: PIN ? LOAD_CPUS : undefined });
+for (const subject of subjects) {
+  await load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: PIN ? LOAD_CPUS : undefined, headers: subject.headers });
+}
 
 const results = new Map<string, { load: LoadResult; cpuUsPerRequest: number | null }[]>();
 for (let round = 1; round <= ROUNDS; round++) {
   for (const subject of subjects) {
     const cpuBefore = cpuTicks(subject.pids);
-    const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN ? LOAD_CPUS : undefined });
+    const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN ? LOAD_CPUS : undefined, headers: subject.headers });
     const cpuUs = subject.pids.length ? ((cpuTicks(subject.pids) - cpuBefore) / CLK_TCK) * 1e6 : null;
     const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests };
     results.set(subject.name, [...(results.get(subject.name) ?? []), entry]);
     console.log(
-      `  round ${round} ${subject.name.padEnd(22)} ${fmt(result.requestsPerSec, 0).padStart(8)} req/s  p50 ${fmt(result.p50Ms, 2)} ms  p99 ${fmt(result.p99Ms, 2)} ms` +
+      `  round ${round} ${subject.name.padEnd(26)} ${fmt(result.requestsPerSec, 0).padStart(8)} req/s  p50 ${fmt(result.p50Ms, 2)} ms  p99 ${fmt(result.p99Ms, 2)} ms` +
         (entry.cpuUsPerRequest === null ? '' : `  ${fmt(entry.cpuUsPerRequest, 1)} µs CPU/req`) +
         (result.errors ? `  errors ${result.errors}` : ''),
     );
@@ -82,15 +92,16 @@ for (let round = 1; round <= ROUNDS; round++) {
 }
 
 const direct = median(results.get('upstream direct')!.map((r) => r.load.requestsPerSec));
-console.log(`\nmedians of ${ROUNDS} rounds (ratio = req/s relative to the upstream hit directly):`);
-console.log('| subject | req/s | p50 ms | p99 ms | ratio | CPU µs/req |');
-console.log('|---|--:|--:|--:|--:|--:|');
+const bare = median(results.get('tollgate (1 worker)')!.map((r) => r.load.requestsPerSec));
+console.log(`\nmedians of ${ROUNDS} rounds (ratios: req/s relative to the upstream hit directly, and to tollgate without plugins):`);
+console.log('| subject | req/s | p50 ms | p99 ms | vs direct | vs tollgate | CPU µs/req |');
+console.log('|---|--:|--:|--:|--:|--:|--:|');
 for (const subject of subjects) {
   const runs = results.get(subject.name)!;
   const rps = median(runs.map((r) => r.load.requestsPerSec));
   const cpu = runs[0]!.cpuUsPerRequest === null ? '—' : fmt(median(runs.map((r) => r.cpuUsPerRequest!)), 1);
   console.log(
-    `| ${subject.name} | ${fmt(rps, 0)} | ${fmt(median(runs.map((r) => r.load.p50Ms)), 2)} | ${fmt(median(runs.map((r) => r.load.p99Ms)), 2)} | ${fmt(rps / direct, 2)} | ${cpu} |`,
+    `| ${subject.name} | ${fmt(rps, 0)} | ${fmt(median(runs.map((r) => r.load.p50Ms)), 2)} | ${fmt(median(runs.map((r) => r.load.p99Ms)), 2)} | ${fmt(rps / direct, 2)} | ${subject.pids.length ? fmt(rps / bare, 2) : '—'} | ${cpu} |`,
   );
 }
 if (nginx) {
@@ -98,6 +109,22 @@ if (nginx) {
   console.log(`\ntollgate / nginx: ${fmt(rps('tollgate (1 worker)') / rps('nginx (1 worker)'), 2)}`);
 }
 process.exit(0);
+
+/** keyAuth and jwtAuth (RS256, ES256) on the bench route, with the credentials wrk sends. */
+async function authScenarios(): Promise<{ name: string; plugins: string; headers: Record<string, string> }[]> {
+  const scenarios: { name: string; plugins: string; headers: Record<string, string> }[] = [{ name: 'tollgate + keyAuth', plugins: `[keyAuth({ consumers: { bench: { keyHashes: ['${hashKey('bench-key')}'] } } })]`, headers: { 'x-api-key': 'bench-key' } }];
+  for (const alg of ['RS256', 'ES256'] as const) {
+    const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
+    // One token, repeated: the case the verified-token cache is for.
+    const token = await new SignJWT({ sub: 'bench' }).setProtectedHeader({ alg }).setExpirationTime('1h').sign(privateKey);
+    scenarios.push({
+      name: `tollgate + jwtAuth ${alg}`,
+      plugins: `[jwtAuth({ algorithms: ['${alg}'], publicKey: ${JSON.stringify(await exportSPKI(publicKey))} })]`,
+      headers: { authorization: `Bearer ${token}` },
+    });
+  }
+  return scenarios;
+}
 
 async function startUpstream(): Promise<number> {
   const child = fork(join(REPO, 'bench/upstream.ts'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });

@@ -21,17 +21,21 @@ export async function startTollgate(options: {
   cpus?: string | undefined;
   /** One log line per request, as the default config has it (off by default here). */
   accessLog?: boolean;
+  /** TypeScript source of the route's `plugins` array, e.g. `[keyAuth({ ... })]`; bundled plugins are in scope. */
+  plugins?: string;
 }): Promise<TollgateUnderTest> {
   const config = join(mkdtempSync(join(tmpdir(), 'tollgate-bench-')), 'gateway.config.ts');
   writeFileSync(
     config,
     `import { defineConfig } from '${join(REPO, 'core/index.ts')}';
+import * as bundled from '${join(REPO, 'plugins/index.ts')}';
+const { keyAuth, jwtAuth } = bundled;
 export default defineConfig({
   listen: { port: 0, host: '127.0.0.1' },
-  scheduling: '${options.scheduling ?? 'round-robin'}',
+  ${options.scheduling ? `scheduling: '${options.scheduling}',` : ''}
   log: { accessLog: ${options.accessLog ?? false} },
   upstreams: { bench: { targets: ['http://127.0.0.1:${options.upstreamPort}'] } },
-  routes: [{ path: '/items', methods: ['GET'], upstream: 'bench' }],
+  routes: [{ path: '/items', methods: ['GET'], upstream: 'bench', plugins: ${options.plugins ?? '[]'} }],
 });
 `,
   );
