@@ -12,42 +12,68 @@ export interface ChainLink {
 export type Chain = readonly ChainLink[];
 
 type HookName = 'onRequest' | 'onResponse' | 'onError';
+type MaybePromise<T> = T | Promise<T>;
 
 /**
  * Runs `onRequest` hooks in order. Returns the first reply a hook gives (the rest are skipped), or
  * undefined to go upstream. Records how far it got, so only plugins that saw the request see the response.
+ *
+ * It stays synchronous while the hooks do, and only turns into a promise at the first hook that
+ * returns one: most hooks are synchronous, and a promise per hook per request is measurable.
  */
-export async function runRequestHooks(ctx: RequestContext, chain: Chain): Promise<Reply | undefined> {
-  for (let i = 0; i < chain.length; i++) {
+export function runRequestHooks(ctx: RequestContext, chain: Chain, from = 0): MaybePromise<Reply | undefined> {
+  for (let i = from; i < chain.length; i++) {
     const link = chain[i]!;
     ctx[kChainReached] = i + 1;
     const hook = link.hooks.onRequest;
     if (hook === undefined) continue;
-    let result: Reply | void;
+    let result: MaybePromise<Reply | void>;
     try {
-      const pending = hook.call(link.hooks, ctx);
-      result = isPromise(pending) ? await pending : pending;
+      result = hook.call(link.hooks, ctx);
     } catch (error) {
       throw hookFailure(error, link, 'onRequest');
     }
+    if (isPromise(result)) return finishRequestHooks(ctx, chain, i, result);
     if (result != null) return checkReply(result, link, 'onRequest');
   }
   return undefined;
 }
 
-/** Runs `onResponse` hooks in reverse, from the last plugin that saw the request. */
-export async function runResponseHooks(ctx: RequestContext, chain: Chain, response: GatewayResponse): Promise<void> {
-  for (let i = ctx[kChainReached] - 1; i >= 0; i--) {
+async function finishRequestHooks(ctx: RequestContext, chain: Chain, at: number, pending: Promise<Reply | void>): Promise<Reply | undefined> {
+  let result: Reply | void;
+  try {
+    result = await pending;
+  } catch (error) {
+    throw hookFailure(error, chain[at]!, 'onRequest');
+  }
+  if (result != null) return checkReply(result, chain[at]!, 'onRequest');
+  return runRequestHooks(ctx, chain, at + 1);
+}
+
+/** Runs `onResponse` hooks in reverse, from the last plugin that saw the request (synchronously while they are). */
+export function runResponseHooks(ctx: RequestContext, chain: Chain, response: GatewayResponse, from = ctx[kChainReached] - 1): MaybePromise<void> {
+  for (let i = from; i >= 0; i--) {
     const link = chain[i]!;
     const hook = link.hooks.onResponse;
     if (hook === undefined) continue;
+    let pending: MaybePromise<void>;
     try {
-      const pending = hook.call(link.hooks, ctx, response);
-      if (isPromise(pending)) await pending;
+      pending = hook.call(link.hooks, ctx, response);
     } catch (error) {
       throw hookFailure(error, link, 'onResponse');
     }
+    if (isPromise(pending)) return finishResponseHooks(ctx, chain, response, i, pending);
   }
+  return undefined;
+}
+
+async function finishResponseHooks(ctx: RequestContext, chain: Chain, response: GatewayResponse, at: number, pending: Promise<void>): Promise<void> {
+  try {
+    await pending;
+  } catch (error) {
+    throw hookFailure(error, chain[at]!, 'onResponse');
+  }
+  await runResponseHooks(ctx, chain, response, at - 1);
 }
 
 /**
@@ -92,6 +118,6 @@ function checkReply(reply: Reply, link: ChainLink, hook: HookName): Reply {
   });
 }
 
-function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
+export function isPromise<T>(value: T | Promise<T>): value is Promise<T> {
   return typeof (value as Promise<T> | null)?.then === 'function';
 }

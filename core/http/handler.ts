@@ -1,5 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
+import { isPromise, runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
 import { GatewayResponse, IncomingRequest, kUpstreamExchange, RequestContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
@@ -90,7 +90,8 @@ async function serve(
   const chain: Chain = route === null ? gateway.globalChain : route.chain;
   let response: GatewayResponse;
   try {
-    const reply = chain.length === 0 ? undefined : await runRequestHooks(ctx, chain);
+    const pending = chain.length === 0 ? undefined : runRequestHooks(ctx, chain);
+    const reply = isPromise(pending) ? await pending : pending;
     if (reply !== undefined) response = responseFromReply(reply);
     else if (routeError !== null) throw routeError;
     else response = await forward(ctx, route!);
@@ -100,7 +101,8 @@ async function serve(
 
   if (chain.length > 0) {
     try {
-      await runResponseHooks(ctx, chain, response);
+      const pending = runResponseHooks(ctx, chain, response);
+      if (isPromise(pending)) await pending;
     } catch (thrown) {
       response.discardBody();
       const error = toGatewayError(thrown);

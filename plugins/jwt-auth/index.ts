@@ -1,7 +1,7 @@
 import { createLocalJWKSet, createRemoteJWKSet, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
-import { definePlugin, GatewayError, type Consumer } from '../../core/index.ts';
+import { definePlugin, GatewayError, type Consumer, type RequestContext } from '../../core/index.ts';
 
 const ALGORITHMS = [
   'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
@@ -87,6 +87,7 @@ export const jwtAuth = definePlugin({
       'www-authenticate': `Bearer realm="${opts.realm}"${error ? `, error="${error}"` : ''}`,
     });
     const missing = new GatewayError('TG_ERR_UNAUTHORIZED', 'A bearer token is required', { headers: challenge() });
+    const claimHeaderNames = Object.values(opts.claimHeaders);
 
     const verify = async (token: string): Promise<Verified> => {
       let payload: JWTPayload;
@@ -116,22 +117,28 @@ export const jwtAuth = definePlugin({
       return verified;
     };
 
+    const admit = (ctx: RequestContext, verified: Verified): void => {
+      if (verified.missingScope !== null || verified.missingClaim !== null) {
+        const what = verified.missingScope !== null ? `scope "${verified.missingScope}"` : `claim "${verified.missingClaim}"`;
+        throw new GatewayError('TG_ERR_FORBIDDEN', `The token does not grant ${what}`, { headers: challenge('insufficient_scope') });
+      }
+      ctx.consumer = verified.consumer;
+      const claims = verified.consumer.claims!;
+      for (const [claim, header] of Object.entries(opts.claimHeaders)) {
+        const value = claims[claim];
+        if (typeof value === 'string' || typeof value === 'number') ctx.upstreamRequest.headers.set(header, String(value));
+      }
+    };
+
     return {
-      async onRequest(ctx) {
-        for (const header of Object.values(opts.claimHeaders)) ctx.upstreamRequest.headers.delete(header);
+      // Synchronous for a token verified before (the cache): only a new token costs a promise.
+      onRequest(ctx) {
+        for (const header of claimHeaderNames) ctx.upstreamRequest.headers.delete(header);
         const token = bearerToken(ctx.request.headers[opts.header]);
         if (token === null) throw missing;
-        const verified = cache?.get(token) ?? (await verify(token));
-        if (verified.missingScope !== null || verified.missingClaim !== null) {
-          const what = verified.missingScope !== null ? `scope "${verified.missingScope}"` : `claim "${verified.missingClaim}"`;
-          throw new GatewayError('TG_ERR_FORBIDDEN', `The token does not grant ${what}`, { headers: challenge('insufficient_scope') });
-        }
-        ctx.consumer = verified.consumer;
-        const claims = verified.consumer.claims!;
-        for (const [claim, header] of Object.entries(opts.claimHeaders)) {
-          const value = claims[claim];
-          if (typeof value === 'string' || typeof value === 'number') ctx.upstreamRequest.headers.set(header, String(value));
-        }
+        const cached = cache?.get(token);
+        if (cached !== undefined) return admit(ctx, cached);
+        return verify(token).then((verified) => admit(ctx, verified));
       },
     };
   },

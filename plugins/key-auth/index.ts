@@ -61,20 +61,27 @@ export const keyAuth = definePlugin({
       headers: { 'www-authenticate': `ApiKey realm="${opts.realm}", header="${opts.header}"` },
     });
 
+    const resolve = async (ctx: RequestContext, keyHash: string, key: string): Promise<void> => {
+      const resolved = await opts.resolveConsumer!(keyHash, key, ctx);
+      if (!resolved) throw unauthorized;
+      ctx.consumer = { id: resolved.id, groups: resolved.groups ?? [], metadata: resolved.metadata ?? {}, via: 'key-auth' };
+    };
+
     return {
-      async onRequest(ctx) {
+      // Synchronous unless resolveConsumer is asked: the chain then costs no promise.
+      onRequest(ctx) {
         const key = presentedKey(ctx, opts.header, opts.query);
         if (!opts.forwardKey) ctx.upstreamRequest.headers.delete(opts.header);
         if (opts.query !== undefined) ctx.upstreamRequest.path = withoutQueryParam(ctx.upstreamRequest.path, opts.query);
         if (key === null) throw unauthorized;
         const keyHash = hashKey(key);
-        let found = byHash.get(keyHash) ?? null;
-        if (found === null && opts.resolveConsumer) {
-          const resolved = await opts.resolveConsumer(keyHash, key, ctx);
-          if (resolved) found = { id: resolved.id, groups: resolved.groups ?? [], metadata: resolved.metadata ?? {}, via: 'key-auth' };
+        const found = byHash.get(keyHash);
+        if (found !== undefined) {
+          ctx.consumer = found;
+          return;
         }
-        if (found === null) throw unauthorized;
-        ctx.consumer = found;
+        if (opts.resolveConsumer) return resolve(ctx, keyHash, key);
+        throw unauthorized;
       },
     };
   },
