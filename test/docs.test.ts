@@ -14,6 +14,17 @@ function codeFiles(doc: string): Record<string, string> {
   return files;
 }
 
+/** Writes a doc's file blocks into a fresh folder inside the repository (so `tollgate` and `zod` resolve). */
+function materialise(doc: string): string {
+  mkdirSync(join(REPO, '.tmp'), { recursive: true });
+  const dir = mkdtempSync(join(REPO, '.tmp', 'docs-'));
+  for (const [path, source] of Object.entries(codeFiles(doc))) {
+    mkdirSync(dirname(join(dir, path)), { recursive: true });
+    writeFileSync(join(dir, path), source);
+  }
+  return dir;
+}
+
 describe('docs/plugins.md', () => {
   let upstream: TestUpstream;
   let gateway: GatewayProcess;
@@ -21,15 +32,8 @@ describe('docs/plugins.md', () => {
 
   before(async () => {
     upstream = await startUpstream();
-    // Inside the repository, so `tollgate` and `zod` resolve as they would in a user's project.
-    mkdirSync(join(REPO, '.tmp'), { recursive: true });
-    dir = mkdtempSync(join(REPO, '.tmp', 'docs-'));
-    const files = codeFiles('docs/plugins.md');
-    expect(Object.keys(files)).to.have.members(['my-plugins/require-version.ts', 'gateway.config.ts']);
-    for (const [path, source] of Object.entries(files)) {
-      mkdirSync(dirname(join(dir, path)), { recursive: true });
-      writeFileSync(join(dir, path), source);
-    }
+    expect(Object.keys(codeFiles('docs/plugins.md'))).to.have.members(['my-plugins/require-version.ts', 'gateway.config.ts']);
+    dir = materialise('docs/plugins.md');
     gateway = await startGatewayFrom(join(dir, 'gateway.config.ts'), { env: { PORT: '0', ORDERS_URL: upstream.url } });
   });
 
@@ -59,5 +63,50 @@ describe('docs/plugins.md', () => {
     const res = await send(`${gateway.url}/legacy/1`);
     expect(res.status).to.equal(200);
     expect(res.headers['x-api-version']).to.equal('1');
+  });
+});
+
+describe('docs/plugins/auth.md', () => {
+  let upstream: TestUpstream;
+  let gateway: GatewayProcess;
+  let dir = '';
+
+  before(async () => {
+    upstream = await startUpstream();
+    dir = materialise('docs/plugins/auth.md');
+    gateway = await startGatewayFrom(join(dir, 'gateway.config.ts'), {
+      env: { PORT: '0', ORDERS_URL: upstream.url, JWKS_URL: 'http://127.0.0.1:9/jwks.json' },
+    });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('accepts the documented key in the header or the query, forwarding the consumer and not the key', async () => {
+    const byHeader = await send(`${gateway.url}/orders/1`, { headers: { 'x-api-key': 'demo-key-123' } });
+    expect(byHeader.json().headers['x-consumer-id']).to.equal('acme');
+    const byQuery = await send(`${gateway.url}/orders/1?apikey=demo-key-123`);
+    expect(byQuery.json().url).to.equal('/orders/1');
+  });
+
+  it('answers 401 listing both challenges without credentials', async () => {
+    const res = await send(`${gateway.url}/orders/1`);
+    expect(res.status).to.equal(401);
+    expect(res.headers['www-authenticate']).to.equal('ApiKey realm="tollgate", header="x-api-key", Bearer realm="tollgate"');
+  });
+
+  it('lets the documented staff user into /admin', async () => {
+    const res = await send(`${gateway.url}/admin/stats`, { headers: { authorization: `Basic ${Buffer.from('ops:demo-password').toString('base64')}` } });
+    expect(res.status).to.equal(200);
+    expect(res.json().headers['x-consumer-id']).to.equal('ops');
+  });
+
+  it('runs the custom auth plugin from the page', async () => {
+    const res = await send(`${gateway.url}/partners/x`, { headers: { 'x-partner-token': 'partner-token-1' } });
+    expect(res.json().headers['x-consumer-id']).to.equal('globex');
+    expect((await send(`${gateway.url}/partners/x`)).headers['www-authenticate']).to.equal('PartnerToken header="x-partner-token"');
   });
 });
