@@ -17,7 +17,7 @@ interface Signer {
   jwk: JWK;
 }
 
-async function signer(alg: 'RS256' | 'ES256', kid: string): Promise<Signer> {
+async function signer(alg: 'RS256' | 'ES256' | 'PS256' | 'EdDSA', kid: string): Promise<Signer> {
   const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
   return { privateKey, publicKey, jwk: { ...(await exportJWK(publicKey)), kid, alg, use: 'sig' } };
 }
@@ -40,9 +40,13 @@ describe('jwt-auth', () => {
   let rotated: Signer;
   let ec: Signer;
   let stranger: Signer;
+  let ps: Signer;
+  let ed: Signer;
 
   before(async () => {
-    [rsa, rotated, ec, stranger] = await Promise.all([signer('RS256', 'k1'), signer('RS256', 'k2'), signer('ES256', 'e1'), signer('RS256', 'k1')]);
+    [rsa, rotated, ec, stranger, ps, ed] = await Promise.all([
+      signer('RS256', 'k1'), signer('RS256', 'k2'), signer('ES256', 'e1'), signer('RS256', 'k1'), signer('PS256', 'p1'), signer('EdDSA', 'd1'),
+    ]);
     served = { keys: [rsa.jwk] };
     jwksServer = createServer((_req, res) => {
       jwksFetches++;
@@ -65,6 +69,7 @@ describe('jwt-auth', () => {
               claimHeaders: { tenant: 'x-tenant' } })] },
           { path: '/rotating/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['RS256'], jwksUrl: '${jwksUrl}', jwksCooldownMs: 0, cacheSize: 0 })] },
           { path: '/cached/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['RS256'], jwksUrl: '${jwksUrl}', jwksCooldownMs: 0, jwksMaxAgeMs: 1 })] },
+          { path: '/inline/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['PS256', 'EdDSA'], jwks: { keys: ${JSON.stringify([ps.jwk, ed.jwk])} } })] },
           { path: '/es/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['ES256'], publicKey: ${JSON.stringify(ecPem)} })] },
           { path: '/hs/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['HS256'], secret: '${SECRET}',
               requiredScopes: ['orders:write'], requiredClaims: ['tenant'], groupsClaim: 'groups' })] },
@@ -88,6 +93,12 @@ describe('jwt-auth', () => {
       expect(res.status).to.equal(200);
       expect(res.json().headers['x-consumer-id']).to.equal('alice');
       expect(res.json().headers['x-tenant']).to.equal('acme');
+    });
+
+    it('PS256 and EdDSA tokens against an inline JWKS, matched by kid', async () => {
+      expect((await call('/inline/x', await token(ps.privateKey, 'PS256', {}, { kid: 'p1' }))).status).to.equal(200);
+      expect((await call('/inline/x', await token(ed.privateKey, 'EdDSA', {}, { kid: 'd1' }))).status).to.equal(200);
+      expect((await call('/inline/x', await token(rsa.privateKey, 'RS256', {}, { kid: 'k1' }))).status).to.equal(401);
     });
 
     it('an ES256 token checked against a PEM public key', async () => {
