@@ -30,7 +30,8 @@ const options = z.strictObject({
  * is tried in order and the first that sets `ctx.consumer` wins. A plugin that finds no credentials
  * of its kind (401) passes to the next; any other answer (403 for a valid token without a scope,
  * 503 for an unreachable identity provider) stops there. When every plugin says 401, the client gets
- * one 401 carrying all their `WWW-Authenticate` challenges. Only the members' `onRequest` runs.
+ * one 401 carrying all their `WWW-Authenticate` challenges. Only the members' `onRequest` (and, at
+ * shutdown, `close`) run.
  */
 export const anyOf = definePlugin({
   name: 'any-of',
@@ -59,6 +60,9 @@ export const anyOf = definePlugin({
         throw new GatewayError('TG_ERR_UNAUTHORIZED', 'Valid credentials are required', {
           headers: challenges.length ? { 'www-authenticate': challenges.join(', ') } : undefined,
         });
+      },
+      async close() {
+        for (const { hooks } of members) await hooks.close?.();
       },
     };
   },
