@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import bcrypt from 'bcryptjs';
-import { CORE, PLUGINS, runCli, startGateway, writeConfig, type GatewayProcess } from '../support/gateway-process.ts';
+import { CORE, FIXTURE_PLUGINS, PLUGINS, runCli, startGateway, writeConfig, type GatewayProcess } from '../support/gateway-process.ts';
 import { send } from '../support/http.ts';
 import { startUpstream, type TestUpstream } from '../support/upstream.ts';
 import { hashKey } from '../../plugins/key-auth/key-hash.ts';
@@ -119,6 +119,22 @@ describe('basic-auth, acl and anyOf', () => {
       const { code, stderr } = await runCli(['check', '--config', file]);
       expect(code).to.equal(1);
       expect(stderr).to.match(/plugins\[0\] "any-of" › options\.plugins\[1\]\.options\.algorithms\[0\]: "jwt-auth": Invalid option/);
+    });
+
+    it('closes its members, like every plugin, when the worker stops', async () => {
+      const small = await startGateway(`
+        import { defineConfig } from '${CORE}';
+        import { anyOf, keyAuth } from '${PLUGINS}';
+        import { probe } from '${FIXTURE_PLUGINS}/probe.ts';
+        export default defineConfig({
+          listen: { port: 0, host: '127.0.0.1' },
+          upstreams: { app: { targets: ['${upstream.url}'] } },
+          plugins: [probe({ label: 'global' })],
+          routes: [{ path: '/', upstream: 'app', plugins: [anyOf({ plugins: [probe({ label: 'member' }), keyAuth({})] })] }],
+        });
+      `);
+      expect(await small.stop()).to.equal(0);
+      expect(small.logs.filter((l) => l.msg === 'probe closed').map((l) => l.label)).to.have.members(['global', 'member']);
     });
 
     it('applies the route ACL to whoever anyOf identified', async () => {
