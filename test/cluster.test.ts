@@ -2,7 +2,10 @@ import { expect } from 'chai';
 import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { respawnDelay } from '../core/cluster/respawn-backoff.ts';
-import { CORE, FIXTURE_PLUGINS, startGateway, type GatewayProcess } from './support/gateway-process.ts';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CORE, FIXTURE_PLUGINS, PLUGINS, startGateway, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
 import { startUpstream, type TestUpstream } from './support/upstream.ts';
 
@@ -165,17 +168,99 @@ describe('cluster', () => {
       }
     });
 
-    it('keeps serving on SIGHUP, saying that reload is not supported yet', async () => {
-      const upstream = await startUpstream();
-      const gateway = await startGateway(configFor(upstream));
+  });
+
+  describe('reload on SIGHUP', () => {
+    /** A config (and a plugin file beside it) whose version shows in every response. */
+    function writeVersion(dir: string, version: number): string {
+      writeFileSync(
+        join(dir, 'stamp.ts'),
+        `import { definePlugin } from '${CORE}';
+         export const stamp = definePlugin({ name: 'stamp', version: '1.0.0', setup: () => ({
+           onResponse(_ctx, res) { res.headers.set('x-plugin-version', 'code-${version}'); } }) });`,
+      );
+      const file = join(dir, 'gateway.config.ts');
+      writeFileSync(
+        file,
+        `import { defineConfig } from '${CORE}';
+         import { headers } from '${PLUGINS}';
+         import { stamp } from './stamp.ts';
+         export default defineConfig({
+           listen: { port: 0, host: '127.0.0.1' },
+           upstreams: { app: { targets: ['${upstream.url}'] } },
+           plugins: [headers({ response: { set: { 'x-config-version': '${version}' } } }), stamp()],
+           routes: [{ path: '/x', upstream: 'app' }${version > 1 ? `, { path: '/added-in-${version}', upstream: 'app' }` : ''}],
+         });`,
+      );
+      return file;
+    }
+
+    let upstream: TestUpstream;
+    before(async () => {
+      upstream = await startUpstream();
+    });
+    after(async () => {
+      await upstream?.close();
+    });
+
+    it('rolls the workers onto the new config and plugin code without failing a request under load', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'tollgate-reload-'));
+      const gateway = await startGatewayFrom(writeVersion(dir, 1), { workers: 2 });
       try {
+        // Bounded load: 8 clients, a new connection per request, until told to stop (at most 4000 requests).
+        const tally = { ok: 0, failed: [] as string[] };
+        let stop = false;
+        let reached: (() => void) | null = null;
+        const client = async (): Promise<void> => {
+          while (!stop && tally.ok + tally.failed.length < 4000) {
+            const outcome = await send(`${gateway.url}/x`).then(
+              (res) => (res.status === 200 ? null : `status ${res.status}`),
+              (error: NodeJS.ErrnoException) => error.code ?? error.message,
+            );
+            if (outcome === null) tally.ok++;
+            else tally.failed.push(outcome);
+            if (tally.ok === 200) reached?.();
+          }
+        };
+        const warmedUp = new Promise<void>((resolve) => (reached = resolve));
+        const clients = Array.from({ length: 8 }, client);
+        await warmedUp;
+        const before = tally.ok;
+        writeVersion(dir, 2);
         gateway.child.kill('SIGHUP');
-        await gateway.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('SIGHUP received'));
-        expect((await send(`${gateway.url}/x`)).status).to.equal(200);
+        await gateway.waitForLog((l) => l.msg === 'reload complete', 20_000);
+        // Keep the load on while the old workers drain and exit.
+        await Promise.all(gateway.workerPids.map((pid) => gateway.waitForLog((l) => l.pid === pid && l.msg === 'drained')));
+        stop = true;
+        await Promise.all(clients);
+        const failures = gateway.logs.filter((l) => l.msg === 'request' && l.status >= 500).map((l) => `${l.pid} ${l.code} ${l.err}`);
+        expect(tally.failed, failures.join('\n')).to.deep.equal([]);
+        expect(tally.ok - before).to.be.above(0);
+        const res = await send(`${gateway.url}/x`);
+        expect(res.headers['x-config-version']).to.equal('2');
+        expect(res.headers['x-plugin-version']).to.equal('code-2');
+        expect((await send(`${gateway.url}/added-in-2`)).status).to.equal(200);
+        expect(gateway.logs.filter((l) => typeof l.msg === 'string' && l.msg.endsWith(' replaced'))).to.have.length(2);
+      } finally {
+        await gateway.stop();
+      }
+    });
+
+    it('rejects a broken config, says why, and keeps serving the old one', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'tollgate-reload-'));
+      const file = writeVersion(dir, 1);
+      const gateway = await startGatewayFrom(file);
+      try {
+        writeFileSync(file, readFileSync(file, 'utf8').replace("upstream: 'app' }]", "upstream: 'missing' }]"));
+        gateway.child.kill('SIGHUP');
+        const rejected = await gateway.waitForLog((l) => typeof l.msg === 'string' && l.msg.startsWith('reload rejected'));
+        expect(rejected.msg).to.contain('routes[0] (* /x) › upstream: no upstream named "missing"');
+        const res = await send(`${gateway.url}/x`);
+        expect(res.status).to.equal(200);
+        expect(res.headers['x-config-version']).to.equal('1');
         expect(gateway.child.exitCode).to.equal(null);
       } finally {
         await gateway.stop();
-        await upstream.close();
       }
     });
   });

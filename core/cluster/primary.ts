@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
@@ -76,12 +77,14 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       void log.close().then(() => resolve(code));
     };
 
-    const fork = (slot: Slot): void => {
+    const envFor = (slot: Slot): Record<string, string> => ({ [ENV_CONFIG]: filepath, [ENV_WORKER]: String(slot.id), [ENV_PORT]: String(port) });
+
+    /** Makes `worker` the slot's worker: its messages and its exit are the slot's from now on. */
+    const adopt = (slot: Slot, worker: Worker, ready: boolean): void => {
       slot.respawnTimer = null;
-      slot.ready = false;
+      slot.ready = ready;
       slot.lastFatal = null;
       slot.startedAt = Date.now();
-      const worker = cluster.fork({ [ENV_CONFIG]: filepath, [ENV_WORKER]: String(slot.id), [ENV_PORT]: String(port) });
       slot.worker = worker;
       worker.on('message', (message: unknown) => {
         if (!isWorkerMessage(message)) return;
@@ -90,6 +93,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       });
       worker.on('exit', (code, signal) => onExit(slot, worker, code, signal));
     };
+
+    const fork = (slot: Slot): void => adopt(slot, cluster.fork(envFor(slot)), false);
 
     const onReady = (slot: Slot, port: number): void => {
       slot.ready = true;
@@ -144,6 +149,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       }
       const drain: PrimaryMessage = { type: 'tollgate:drain' };
       for (const slot of live) slot.worker!.send(drain);
+      for (const trial of trials) trial.send(drain);
       setTimeout(() => {
         for (const slot of slots) {
           if (slot.worker) {
@@ -166,11 +172,85 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
-    // SIGHUP would end the process by default; operators send it expecting a reload, which is not
-    // built yet: say so instead of dying.
-    process.on('SIGHUP', () => logger.warn('SIGHUP received: config reload is not supported yet; still serving the loaded config'));
+
+    // Reload: validate the config (and the plugin code it imports) in a fresh process, then replace
+    // the workers one at a time: a new worker must be ready before the old one is told to drain.
+    let reloading = false;
+    const trials = new Set<Worker>();
+
+    const rollSlot = (slot: Slot): Promise<boolean> =>
+      new Promise((resolve) => {
+        const fresh = cluster.fork(envFor(slot));
+        trials.add(fresh);
+        let fatal: string | null = null;
+        const onMessage = (message: unknown): void => {
+          if (!isWorkerMessage(message)) return;
+          if (message.type === 'tollgate:fatal') fatal = `${message.code}: ${message.message}`;
+          if (message.type !== 'tollgate:ready') return;
+          fresh.off('message', onMessage);
+          fresh.off('exit', onFailure);
+          trials.delete(fresh);
+          const old = slot.worker;
+          if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
+          adopt(slot, fresh, true);
+          logger.info({ worker: slot.id, workerPid: fresh.process.pid, replacedPid: old?.process.pid ?? null }, `worker ${slot.id} replaced`);
+          // The old worker is no longer the slot's: its exit will not be taken for a crash.
+          old?.send({ type: 'tollgate:drain' } satisfies PrimaryMessage);
+          resolve(true);
+        };
+        const onFailure = (code: number | null, signal: string | null): void => {
+          trials.delete(fresh);
+          if (!stopping) {
+            logger.error(
+              { worker: slot.id, code, signal, reason: fatal },
+              `reload: the new worker ${slot.id} did not start (${fatal ?? (signal ? `killed by ${signal}` : `exit code ${code}`)}); the running workers keep serving`,
+            );
+          }
+          resolve(false);
+        };
+        fresh.on('message', onMessage);
+        fresh.once('exit', onFailure);
+      });
+
+    const reload = async (trigger: string): Promise<void> => {
+      if (stopping || !started) return void logger.warn({ trigger }, 'reload ignored: the gateway is starting or stopping');
+      if (reloading) return void logger.warn({ trigger }, 'reload ignored: a reload is already in progress');
+      reloading = true;
+      try {
+        logger.info({ trigger, config: filepath }, `reload requested (${trigger}): validating ${filepath}`);
+        const check = await checkConfig(filepath);
+        if (!check.ok) {
+          logger.error({ trigger, problem: check.output }, `reload rejected; still serving the previous config:\n${check.output}`);
+          return;
+        }
+        for (const slot of slots) {
+          if (stopping || !(await rollSlot(slot))) return;
+        }
+        logger.info({ workers: slots.map((s) => s.worker?.process.pid) }, 'reload complete');
+      } finally {
+        reloading = false;
+      }
+    };
+    process.on('SIGHUP', () => void reload('SIGHUP'));
 
     for (const slot of slots) fork(slot);
+  });
+}
+
+const CLI = fileURLToPath(new URL('../cli/tollgate.ts', import.meta.url));
+
+/**
+ * Runs `tollgate check` on the config in a new process: this process has the old config's modules
+ * (and its plugins') cached, and would validate stale code.
+ */
+function checkConfig(filepath: string): Promise<{ ok: boolean; output: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [...process.execArgv, CLI, 'check', '--config', filepath], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk: Buffer) => (output += chunk));
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk));
+    child.on('error', (error) => resolve({ ok: false, output: error.message }));
+    child.on('exit', (code) => resolve({ ok: code === 0, output: output.trim() }));
   });
 }
 

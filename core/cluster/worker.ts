@@ -73,7 +73,9 @@ export async function runWorker(): Promise<void> {
   const drain = async (): Promise<void> => {
     if (draining) return;
     draining = true;
-    server.close();
+    // Closed means every connection has ended, not merely that no request is in flight: a connection
+    // accepted just before close() may still bring one, and the pools must outlive it.
+    const closed = new Promise<void>((resolve) => server.close(() => resolve()));
     server.closeIdleConnections();
     logger.info({ inflight: gateway.inflight }, 'draining');
     const deadline = setTimeout(() => {
@@ -81,6 +83,7 @@ export async function runWorker(): Promise<void> {
       server.closeAllConnections();
     }, gateway.config.shutdown.drainTimeout);
     await gateway.drain();
+    await closed;
     clearTimeout(deadline);
     await gateway.close();
     logger.info('drained');
