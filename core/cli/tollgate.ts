@@ -13,6 +13,7 @@ const USAGE = `Usage: tollgate <command> [options]
 Commands:
   start          Start the gateway (primary process + cluster workers)
   check          Validate the config without starting anything
+  reload         Ask the running gateway to reload its config (through the admin listener)
   hash-key [KEY] Print a new random API key and its hash for key-auth (or the hash of KEY)
   hash-password PASSWORD
                  Print a bcrypt hash of PASSWORD for basic-auth
@@ -57,6 +58,8 @@ async function main(argv: string[]): Promise<number> {
       }
       return runPrimary({ configPath: values.config, workers });
     }
+    case 'reload':
+      return reload(values.config);
     case 'hash-key': {
       const given = positionals[1];
       const { key, keyHash } = given === undefined ? newKey() : { key: given, keyHash: hashKey(given) };
@@ -75,6 +78,35 @@ async function main(argv: string[]): Promise<number> {
     default:
       process.stderr.write(`tollgate: unknown command "${command}"\n\n${USAGE}`);
       return 2;
+  }
+}
+
+/** POSTs /reload to the admin listener the config declares, and prints the outcome. */
+async function reload(configPath: string | undefined): Promise<number> {
+  let admin;
+  try {
+    admin = (await loadConfig({ path: configPath })).config.admin;
+  } catch (error) {
+    process.stderr.write(`tollgate: ${(error as Error).message}\n`);
+    return 1;
+  }
+  if (!admin || admin.port === 0) {
+    process.stderr.write('tollgate: reload needs `admin: { port }` in the config (or send SIGHUP to the primary process)\n');
+    return 1;
+  }
+  const url = `http://${admin.host.includes(':') ? `[${admin.host}]` : admin.host}:${admin.port}/reload`;
+  try {
+    const res = await fetch(url, { method: 'POST', headers: admin.token ? { authorization: `Bearer ${admin.token}` } : {} });
+    const outcome = (await res.json()) as { result: string; problem?: string; error?: string };
+    if (outcome.result === 'reloaded') {
+      process.stdout.write('reloaded\n');
+      return 0;
+    }
+    process.stderr.write(`tollgate: reload ${outcome.result ?? 'refused'}: ${outcome.problem ?? outcome.error ?? res.status}\n`);
+    return 1;
+  } catch (error) {
+    process.stderr.write(`tollgate: cannot reach the admin listener at ${url}: ${(error as Error).message}\n`);
+    return 1;
   }
 }
 

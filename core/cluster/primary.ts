@@ -8,6 +8,8 @@ import type { ResolvedConfig } from '../config/validate.ts';
 import { createLogger, type LoggerHandle } from '../log/logger.ts';
 import { ENV_CONFIG, ENV_PORT, ENV_WORKER, isWorkerMessage, type PrimaryMessage } from './messages.ts';
 import { respawnDelay } from './respawn-backoff.ts';
+import { startAdmin, type ReloadOutcome } from './admin.ts';
+import type { Server } from 'node:http';
 
 export interface PrimaryOptions {
   configPath?: string | undefined;
@@ -71,6 +73,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   let started = false;
   let stopping = false;
   let exitCode = 0;
+  let admin: Server | null = null;
+  const startedAt = Date.now();
 
   return new Promise<number>((resolve) => {
     const finish = (code: number): void => {
@@ -140,6 +144,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       if (stopping) return;
       stopping = true;
       exitCode = code;
+      admin?.close();
       const live = slots.filter((slot) => slot.worker !== null);
       logger.info({ reason, workers: live.length }, `shutting down (${reason}): draining ${live.length} worker(s)`);
       for (const slot of slots) if (slot.respawnTimer) clearTimeout(slot.respawnTimer);
@@ -178,7 +183,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     let reloading = false;
     const trials = new Set<Worker>();
 
-    const rollSlot = (slot: Slot): Promise<boolean> =>
+    /** Replaces the slot's worker; resolves with null, or why the new worker did not start. */
+    const rollSlot = (slot: Slot): Promise<string | null> =>
       new Promise((resolve) => {
         const fresh = cluster.fork(envFor(slot));
         trials.add(fresh);
@@ -196,44 +202,81 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
           logger.info({ worker: slot.id, workerPid: fresh.process.pid, replacedPid: old?.process.pid ?? null }, `worker ${slot.id} replaced`);
           // The old worker is no longer the slot's: its exit will not be taken for a crash.
           old?.send({ type: 'tollgate:drain' } satisfies PrimaryMessage);
-          resolve(true);
+          resolve(null);
         };
         const onFailure = (code: number | null, signal: string | null): void => {
           trials.delete(fresh);
-          if (!stopping) {
-            logger.error(
-              { worker: slot.id, code, signal, reason: fatal },
-              `reload: the new worker ${slot.id} did not start (${fatal ?? (signal ? `killed by ${signal}` : `exit code ${code}`)}); the running workers keep serving`,
-            );
-          }
-          resolve(false);
+          const problem = `the new worker ${slot.id} did not start (${fatal ?? (signal ? `killed by ${signal}` : `exit code ${code}`)})`;
+          if (!stopping) logger.error({ worker: slot.id, code, signal, reason: fatal }, `reload: ${problem}; the running workers keep serving`);
+          resolve(problem);
         };
         fresh.on('message', onMessage);
         fresh.once('exit', onFailure);
       });
 
-    const reload = async (trigger: string): Promise<void> => {
-      if (stopping || !started) return void logger.warn({ trigger }, 'reload ignored: the gateway is starting or stopping');
-      if (reloading) return void logger.warn({ trigger }, 'reload ignored: a reload is already in progress');
+    let reloads = 0;
+    const reload = async (trigger: string): Promise<ReloadOutcome> => {
+      if (stopping || !started || reloading) {
+        const problem = reloading ? 'a reload is already in progress' : 'the gateway is starting or stopping';
+        logger.warn({ trigger }, `reload ignored: ${problem}`);
+        return { result: 'busy', problem };
+      }
       reloading = true;
       try {
         logger.info({ trigger, config: filepath }, `reload requested (${trigger}): validating ${filepath}`);
         const check = await checkConfig(filepath);
         if (!check.ok) {
           logger.error({ trigger, problem: check.output }, `reload rejected; still serving the previous config:\n${check.output}`);
-          return;
+          return { result: 'rejected', problem: check.output };
         }
         for (const slot of slots) {
-          if (stopping || !(await rollSlot(slot))) return;
+          if (stopping) return { result: 'busy', problem: 'the gateway is stopping' };
+          const problem = await rollSlot(slot);
+          if (problem !== null) return { result: 'failed', problem };
         }
+        reloads++;
         logger.info({ workers: slots.map((s) => s.worker?.process.pid) }, 'reload complete');
+        return { result: 'reloaded' };
       } finally {
         reloading = false;
       }
     };
     process.on('SIGHUP', () => void reload('SIGHUP'));
 
-    for (const slot of slots) fork(slot);
+    const begin = async (): Promise<void> => {
+      if (config.admin) {
+        try {
+          const listener = await startAdmin(config.admin, {
+            ready: () => started && !stopping && slots.every((slot) => slot.ready && slot.worker !== null),
+            reload,
+            status: () => ({
+              pid: process.pid,
+              config: filepath,
+              listen: { host: config.listen.host, port },
+              startedAt: new Date(startedAt).toISOString(),
+              state: stopping ? 'stopping' : reloading ? 'reloading' : started ? 'serving' : 'starting',
+              reloads,
+              workers: slots.map((slot) => ({
+                slot: slot.id,
+                pid: slot.worker?.process.pid ?? null,
+                ready: slot.ready && slot.worker !== null,
+                upForMs: slot.worker ? Date.now() - slot.startedAt : 0,
+                recentFailures: slot.failures,
+              })),
+            }),
+          });
+          admin = listener;
+          logger.info({ admin: `${config.admin.host}:${listener.port}`, adminPort: listener.port }, `admin listener on ${config.admin.host}:${listener.port}`);
+        } catch (error) {
+          const why = (error as NodeJS.ErrnoException).code === 'EADDRINUSE' ? 'the address is already in use' : (error as Error).message;
+          process.stderr.write(`tollgate: [TG_ERR_LISTEN] cannot listen on ${config.admin.host}:${config.admin.port} (admin): ${why}\n`);
+          finish(1);
+          return;
+        }
+      }
+      for (const slot of slots) fork(slot);
+    };
+    void begin();
   });
 }
 

@@ -86,6 +86,13 @@ export const configSchema = z.strictObject({
       }),
     )
     .default([]),
+  admin: z
+    .strictObject({
+      port: z.int().min(0).max(65535),
+      host: z.string().min(1).default('127.0.0.1'),
+      token: z.string().min(16, 'an admin token needs at least 16 characters').optional(),
+    })
+    .optional(),
   server: z
     .strictObject({
       headersTimeout: duration.default(10_000),

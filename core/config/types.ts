@@ -33,6 +33,17 @@ export interface GatewayConfig<Upstreams extends string = string> {
   consumerHeader?: string;
   /** Peers (IPs or CIDR blocks) whose `X-Forwarded-*` headers are believed and extended. Default none. */
   trustProxy?: string[];
+  /**
+   * The admin listener, served by the primary: `/healthz`, `/readyz`, `/status` and `POST /reload`.
+   * Off unless configured; loopback by default.
+   */
+  admin?: {
+    port: number;
+    /** Default `127.0.0.1`. */
+    host?: string;
+    /** When set, `/status` and `/reload` require `Authorization: Bearer <token>` (probes do not). */
+    token?: string;
+  };
   /** Limits on client connections. */
   server?: {
     /** Time to receive the request headers. Default `'10s'`. */

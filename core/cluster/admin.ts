@@ -1,0 +1,55 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+
+export type ReloadOutcome = { result: 'reloaded' } | { result: 'rejected' | 'failed' | 'busy'; problem: string };
+
+/** What the admin listener asks of the primary. */
+export interface AdminControls {
+  /** Every worker is ready and the gateway is not stopping. */
+  ready(): boolean;
+  status(): unknown;
+  reload(trigger: string): Promise<ReloadOutcome>;
+}
+
+const RELOAD_STATUS: Record<ReloadOutcome['result'], number> = { reloaded: 200, rejected: 422, failed: 500, busy: 409 };
+
+/**
+ * The admin listener (in the primary, loopback by default): probes without a token, `/status`
+ * and `POST /reload` behind the optional bearer token. Never on the public port.
+ */
+export async function startAdmin(options: { port: number; host: string; token?: string | undefined }, controls: AdminControls): Promise<Server & { port: number }> {
+  const expected = options.token === undefined ? null : Buffer.from(`Bearer ${options.token}`);
+  const authorized = (req: IncomingMessage): boolean => {
+    if (expected === null) return true;
+    const given = Buffer.from(req.headers.authorization ?? '');
+    return given.length === expected.length && timingSafeEqual(given, expected);
+  };
+  const server = createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method === 'GET' && path === '/healthz') return json(res, 200, { status: 'ok' });
+    if (req.method === 'GET' && path === '/readyz') {
+      const ready = controls.ready();
+      return json(res, ready ? 200 : 503, { ready });
+    }
+    if (path !== '/status' && path !== '/reload') return json(res, 404, { error: 'not found' });
+    if (!authorized(req)) return json(res, 401, { error: 'a valid admin token is required' }, { 'www-authenticate': 'Bearer realm="tollgate-admin"' });
+    if (path === '/status' && req.method === 'GET') return json(res, 200, controls.status());
+    if (path === '/reload' && req.method === 'POST') {
+      void controls.reload('admin').then((outcome) => json(res, RELOAD_STATUS[outcome.result], outcome));
+      return;
+    }
+    json(res, 405, { error: `${req.method} is not allowed here` });
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(options.port, options.host, resolve);
+  });
+  return Object.assign(server, { port: (server.address() as AddressInfo).port });
+}
+
+function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text), ...headers });
+  res.end(text);
+}

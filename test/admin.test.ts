@@ -1,0 +1,92 @@
+import { expect } from 'chai';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { CORE, runCli, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
+import { send } from './support/http.ts';
+import { closedPort, startUpstream, type TestUpstream } from './support/upstream.ts';
+
+const TOKEN = 'admin-token-for-tests-0123456789';
+
+describe('admin listener', () => {
+  let upstream: TestUpstream;
+  let gateway: GatewayProcess;
+  let file: string;
+  let admin: string;
+
+  before(async () => {
+    upstream = await startUpstream();
+    const adminPort = await closedPort();
+    file = join(mkdtempSync(join(tmpdir(), 'tollgate-admin-')), 'gateway.config.ts');
+    writeFileSync(
+      file,
+      `import { defineConfig } from '${CORE}';
+       export default defineConfig({
+         listen: { port: 0, host: '127.0.0.1' },
+         admin: { port: ${adminPort}, token: '${TOKEN}' },
+         upstreams: { app: { targets: ['${upstream.url}'] } },
+         routes: [{ path: '/x', upstream: 'app' }],
+       });`,
+    );
+    gateway = await startGatewayFrom(file, { workers: 2 });
+    admin = `http://127.0.0.1:${adminPort}`;
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+  });
+
+  const authorized = { authorization: `Bearer ${TOKEN}` };
+
+  it('answers the probes without a token', async () => {
+    expect((await send(`${admin}/healthz`)).json()).to.deep.equal({ status: 'ok' });
+    const ready = await send(`${admin}/readyz`);
+    expect(ready.status).to.equal(200);
+    expect(ready.json()).to.deep.equal({ ready: true });
+  });
+
+  it('keeps /status and /reload behind the token', async () => {
+    for (const [method, path] of [['GET', '/status'], ['POST', '/reload']]) {
+      const res = await send(`${admin}${path}`, { method, headers: { authorization: 'Bearer wrong-token-wrong-token!!' } });
+      expect(res.status, path).to.equal(401);
+    }
+  });
+
+  it('shows the running workers in /status', async () => {
+    const status = (await send(`${admin}/status`, { headers: authorized })).json();
+    expect(status).to.include({ config: file, state: 'serving', pid: gateway.child.pid });
+    expect(status.workers.map((w: { pid: number }) => w.pid).sort()).to.deep.equal([...gateway.workerPids].sort());
+    expect(status.workers.every((w: { ready: boolean }) => w.ready)).to.equal(true);
+  });
+
+  it('is never served on the public port', async () => {
+    const res = await send(`${gateway.url}/healthz`);
+    expect(res.status).to.equal(404);
+    expect(res.json().error.code).to.equal('TG_ERR_ROUTE_NOT_FOUND');
+  });
+
+  it('reloads through tollgate reload, replacing every worker', async () => {
+    const { code, stdout, stderr } = await runCli(['reload', '--config', file]);
+    expect(code, stderr).to.equal(0);
+    expect(stdout).to.equal('reloaded\n');
+    const status = (await send(`${admin}/status`, { headers: authorized })).json();
+    expect(status.reloads).to.equal(1);
+    for (const worker of status.workers) expect(gateway.workerPids).not.to.include(worker.pid);
+    expect((await send(`${gateway.url}/x`)).status).to.equal(200);
+  });
+
+  it('answers 422 with the problems for a reload of a broken config, and keeps serving', async () => {
+    const good = readFileSync(file, 'utf8');
+    writeFileSync(file, good.replace("path: '/x'", "path: 'x'"));
+    try {
+      const res = await send(`${admin}/reload`, { method: 'POST', headers: authorized });
+      expect(res.status).to.equal(422);
+      expect(res.json().result).to.equal('rejected');
+      expect(res.json().problem).to.contain('routes[0] (* x) › path: a route path starts with "/"');
+      expect((await send(`${gateway.url}/x`)).status).to.equal(200);
+    } finally {
+      writeFileSync(file, good);
+    }
+  });
+});
