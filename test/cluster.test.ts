@@ -265,6 +265,47 @@ describe('cluster', () => {
     });
   });
 
+  describe('a worker killed under load', () => {
+    it('fails at most the requests that were on that worker, and the others keep being served', async () => {
+      const upstream = await startUpstream();
+      const gateway = await startGateway(configFor(upstream), { workers: 2 });
+      try {
+        const CLIENTS = 8;
+        const tally = { ok: 0, okAfterKill: 0, failed: [] as string[] };
+        let killed = false;
+        let stop = false;
+        let reached: (() => void) | null = null;
+        const client = async (): Promise<void> => {
+          // Bounded: stops when told to, or after 3000 requests in all.
+          while (!stop && tally.ok + tally.failed.length < 3000) {
+            const outcome = await send(`${gateway.url}/x`).then(
+              (res) => (res.status === 200 ? null : `status ${res.status}`),
+              (error: NodeJS.ErrnoException) => error.code ?? error.message,
+            );
+            if (outcome !== null) tally.failed.push(outcome);
+            else if (++tally.ok && killed && ++tally.okAfterKill === 300) reached?.();
+            if (tally.ok === 200 && !killed) reached?.();
+          }
+        };
+        let phase = new Promise<void>((resolve) => (reached = resolve));
+        const clients = Array.from({ length: CLIENTS }, client);
+        await phase;
+        phase = new Promise<void>((resolve) => (reached = resolve));
+        killed = true;
+        process.kill(gateway.workerPids[0]!, 'SIGKILL');
+        await phase;
+        stop = true;
+        await Promise.all(clients);
+        // Each client has one request in flight at a time: only those on the killed worker can fail.
+        expect(tally.failed.length).to.be.at.most(CLIENTS);
+        expect(tally.okAfterKill).to.be.at.least(300);
+      } finally {
+        await gateway.stop();
+        await upstream.close();
+      }
+    });
+  });
+
   describe('crash loops', () => {
     it('waits longer before each replacement of a worker that keeps dying young', async () => {
       const upstream = await startUpstream();
