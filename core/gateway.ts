@@ -38,6 +38,8 @@ export class Gateway {
   readonly globalChain: Chain;
   readonly trusted: TrustedProxies;
   readonly upstreams: ReadonlyMap<string, Upstream>;
+  /** How clients reach this gateway, for `X-Forwarded-Proto`. */
+  readonly protocol: 'http' | 'https';
   /** Requests being served right now. */
   inflight = 0;
   /** Once set, responses carry `Connection: close` and the worker exits when inflight reaches 0. */
@@ -54,6 +56,7 @@ export class Gateway {
     this.logger = logger;
     this.#hooks = hooks;
     this.trusted = new TrustedProxies(config.trustProxy);
+    this.protocol = config.tls ? 'https' : 'http';
     this.upstreams = new Map(Object.entries(config.upstreams).map(([name, upstream]) => [name, new Upstream(name, upstream)]));
     this.globalChain = this.#chainOf(config.plugins);
     this.router = new Router(

@@ -1,10 +1,10 @@
 import cluster from 'node:cluster';
-import { createServer, type Server } from 'node:http';
+import type { Server } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { loadConfig } from '../config/load-config.ts';
 import { GatewayError } from '../errors.ts';
 import { Gateway } from '../gateway.ts';
-import { answerClientError } from '../http/client-error.ts';
+import { createListener, type Listener } from '../http/listener.ts';
 import { createLogger, type LoggerHandle } from '../log/logger.ts';
 import { ENV_CONFIG, ENV_PORT, ENV_WORKER, type PrimaryMessage, type WorkerMessage } from './messages.ts';
 
@@ -39,23 +39,13 @@ export async function runWorker(): Promise<void> {
 
   let gateway!: Gateway;
   let server!: Server;
+  let listener!: Listener;
   try {
     const { config } = await loadConfig({ path: process.env[ENV_CONFIG] });
     logger.level = config.log.level;
     gateway = await Gateway.create(config, { logger, workerId });
-    server = createServer(
-      {
-        headersTimeout: config.server.headersTimeout,
-        requestTimeout: config.server.requestTimeout,
-        keepAliveTimeout: config.server.keepAliveTimeout,
-        maxHeaderSize: config.server.maxHeaderSize,
-        // Node checks the two timeouts above only this often (30 s by default), which would let a
-        // slow client hold a connection far past its headersTimeout.
-        connectionsCheckingInterval: Math.min(1_000, config.server.headersTimeout),
-      },
-      gateway.handle,
-    );
-    server.on('clientError', answerClientError);
+    listener = createListener(config, gateway.handle);
+    server = listener.server;
     const address = { port: Number(process.env[ENV_PORT] ?? config.listen.port), host: config.listen.host };
     await new Promise<void>((resolve, reject) => {
       server.once('error', (error: NodeJS.ErrnoException) => {
@@ -76,11 +66,11 @@ export async function runWorker(): Promise<void> {
     // Closed means every connection has ended, not merely that no request is in flight: a connection
     // accepted just before close() may still bring one, and the pools must outlive it.
     const closed = new Promise<void>((resolve) => server.close(() => resolve()));
-    server.closeIdleConnections();
+    listener.closeIdle();
     logger.info({ inflight: gateway.inflight }, 'draining');
     const deadline = setTimeout(() => {
       logger.warn({ inflight: gateway.inflight }, 'drain timeout reached; closing remaining connections');
-      server.closeAllConnections();
+      listener.closeAll();
     }, gateway.config.shutdown.drainTimeout);
     await gateway.drain();
     await closed;

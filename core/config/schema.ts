@@ -86,6 +86,14 @@ export const configSchema = z.strictObject({
       }),
     )
     .default([]),
+  tls: z
+    .strictObject({
+      cert: z.string().min(1),
+      key: z.string().min(1),
+      minVersion: z.enum(['TLSv1.2', 'TLSv1.3']).default('TLSv1.2'),
+      http2: z.boolean().default(true),
+    })
+    .optional(),
   admin: z
     .strictObject({
       port: z.int().min(0).max(65535),

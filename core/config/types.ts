@@ -34,6 +34,21 @@ export interface GatewayConfig<Upstreams extends string = string> {
   /** Peers (IPs or CIDR blocks) whose `X-Forwarded-*` headers are believed and extended. Default none. */
   trustProxy?: string[];
   /**
+   * Serve HTTPS instead of plain HTTP: TLS 1.2+ and, by default, HTTP/2 for clients that offer it
+   * (ALPN), HTTP/1.1 for the others. The files are read when a worker starts, so a reload picks up
+   * renewed certificates. Paths are relative to the config file.
+   */
+  tls?: {
+    /** PEM certificate chain file. */
+    cert: string;
+    /** PEM private key file. */
+    key: string;
+    /** Default `'TLSv1.2'`. */
+    minVersion?: 'TLSv1.2' | 'TLSv1.3';
+    /** Offer HTTP/2 through ALPN. Default true. */
+    http2?: boolean;
+  };
+  /**
    * The admin listener, served by the primary: `/healthz`, `/readyz`, `/status` and `POST /reload`.
    * Off unless configured; loopback by default.
    */

@@ -1,3 +1,5 @@
+import { accessSync, constants } from 'node:fs';
+import { dirname, resolve } from 'node:path';
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { GatewayError } from '../errors.ts';
 import type { DefinedPlugin, PluginInstance } from '../plugin.ts';
@@ -55,9 +57,24 @@ export async function validateConfig(input: unknown, source: string): Promise<Re
     routes.push({ ...route, name: routeName(route), plugins: await resolvePlugins(route.plugins, `${where} › plugins`, issues) });
   }
   checkRouteConflicts(routes, issues);
+  const tls = config.tls === undefined ? undefined : resolveTlsFiles(config.tls, source, issues);
 
   if (issues.length > 0) throw new ConfigError(source, issues);
-  return { ...config, plugins, routes };
+  return { ...config, tls, plugins, routes };
+}
+
+/** Makes the TLS file paths absolute (relative to the config file) and checks they can be read. */
+function resolveTlsFiles(tls: NonNullable<ParsedConfig['tls']>, source: string, issues: ConfigIssue[]): NonNullable<ParsedConfig['tls']> {
+  const base = dirname(source);
+  const resolved = { ...tls, cert: resolve(base, tls.cert), key: resolve(base, tls.key) };
+  for (const field of ['cert', 'key'] as const) {
+    try {
+      accessSync(resolved[field], constants.R_OK);
+    } catch (error) {
+      issues.push({ where: `tls.${field}`, message: `cannot read ${resolved[field]} (${(error as NodeJS.ErrnoException).code})` });
+    }
+  }
+  return resolved;
 }
 
 export function routeName(route: Pick<ParsedRoute, 'name' | 'methods' | 'path'>): string {

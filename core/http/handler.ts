@@ -7,7 +7,7 @@ import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
 import { forward } from '../upstream/forward.ts';
 import { toUpstreamError } from '../upstream/upstream-errors.ts';
 import { HeaderMap } from './header-map.ts';
-import { buildUpstreamHeaders } from './proxy-headers.ts';
+import { buildUpstreamHeaders, requestHost } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
 import { decodeParams, pathProblem } from './request-path.ts';
 import { errorResponse, responseFromReply } from './responses.ts';
@@ -33,7 +33,7 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
   if (problem !== null) {
     routeError = new GatewayError('TG_ERR_BAD_PATH', `The request path is not acceptable: ${problem}`);
   } else {
-    const found = gateway.router.find(method, req.headers.host, path);
+    const found = gateway.router.find(method, requestHost(req), path);
     if (found === null) {
       routeError = new GatewayError('TG_ERR_ROUTE_NOT_FOUND', `No route matches ${method} ${path}`);
     } else if (isMethodMismatch(found)) {
@@ -55,7 +55,7 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
     trusted: gateway.trusted,
     consumerHeader: gateway.config.consumerHeader,
     requestId: id,
-    protocol: 'http',
+    protocol: gateway.protocol,
   });
   const ctx = new RequestContext(
     id,
@@ -183,7 +183,8 @@ function writeHead(
     else if (response.bodyReplaced) delete headers['content-length'];
   }
   headers['x-request-id'] = ctx.id;
-  if (gateway.draining) headers.connection = 'close';
+  // HTTP/2 has no Connection header (the server sends GOAWAY when it drains).
+  if (gateway.draining && ctx.request.raw.httpVersionMajor < 2) headers.connection = 'close';
   try {
     res.writeHead(response.status, headers);
     return true;

@@ -41,13 +41,15 @@ export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHead
   const named = connectionNamed(incoming.connection);
   const out: HeaderRecord = Object.create(null);
   for (const name in incoming) {
+    // HTTP/2 pseudo-headers (`:path`...) describe this hop only.
+    if (name.charCodeAt(0) === 58 /* : */) continue;
     if (HOP_BY_HOP.has(name) || REQUEST_ONLY_DROPPED.has(name) || name === options.consumerHeader) continue;
     if (named !== null && named.has(name)) continue;
     out[name] = incoming[name];
   }
 
   const peer = req.socket.remoteAddress ?? '';
-  const clientHost = incoming.host ?? '';
+  const clientHost = requestHost(req) ?? '';
   if (options.trusted.isTrusted(peer)) {
     // A trusted proxy speaks for the client: extend its chain and keep what it said about the origin.
     const chain = joined(incoming['x-forwarded-for']);
@@ -74,8 +76,15 @@ export function stripResponseHopByHop(headers: HeaderRecord): HeaderRecord {
   return headers;
 }
 
+/** `Host`, or HTTP/2's `:authority`. */
+export function requestHost(req: IncomingMessage): string | undefined {
+  return req.headers.host ?? (req.headers[':authority'] as string | undefined);
+}
+
 /** True when the request carries a body to forward. */
 export function hasRequestBody(req: IncomingMessage): boolean {
+  // HTTP/2 bodies need no Content-Length; a request without one ends with its headers.
+  if (req.httpVersionMajor >= 2) return !(req as unknown as { stream: { endAfterHeaders: boolean } }).stream.endAfterHeaders;
   const length = req.headers['content-length'];
   return (length !== undefined && length !== '0') || req.headers['transfer-encoding'] !== undefined;
 }

@@ -4,7 +4,7 @@ import { GatewayResponse, kUpstreamExchange, type RequestContext } from '../cont
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute } from '../gateway.ts';
 import { HeaderMap, type HeaderRecord } from '../http/header-map.ts';
-import { hasRequestBody, stripResponseHopByHop } from '../http/proxy-headers.ts';
+import { hasRequestBody, requestHost, stripResponseHopByHop } from '../http/proxy-headers.ts';
 import { toUpstreamError } from './upstream-errors.ts';
 import { UpstreamExchange, type UpstreamHead } from './upstream-exchange.ts';
 
@@ -16,7 +16,7 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
   const target = route.upstream.pick();
   const request = ctx.upstreamRequest;
   const headers = request.headers.toRecord();
-  headers.host = route.preserveHost ? ctx.request.headers.host ?? target.host : target.host;
+  headers.host = route.preserveHost ? requestHost(ctx.request.raw) ?? target.host : target.host;
   if (ctx.consumer !== null) headers[route.consumerHeader] = ctx.consumer.id;
   ctx.upstreamTarget = target.origin;
   let sentAt = performance.now();

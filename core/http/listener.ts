@@ -1,0 +1,75 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createSecureServer, type Http2ServerRequest, type Http2ServerResponse, type Http2Session } from 'node:http2';
+import type { Server } from 'node:net';
+import type { TLSSocket } from 'node:tls';
+import type { ResolvedConfig } from '../config/validate.ts';
+import { answerClientError } from './client-error.ts';
+
+export type RequestListener = (req: IncomingMessage, res: ServerResponse) => void;
+
+/** The public listener, whichever protocol it speaks, with what a drain needs. */
+export interface Listener {
+  server: Server;
+  protocol: 'http' | 'https';
+  /** Closes connections with nothing in flight (and asks HTTP/2 clients to go away). */
+  closeIdle(): void;
+  /** Cuts every connection: the end of a drain that ran out of time. */
+  closeAll(): void;
+}
+
+/**
+ * Plain HTTP, or HTTPS with HTTP/2 offered through ALPN and HTTP/1.1 for clients that do not take
+ * it. Certificates are read here, when a worker starts, so a reload rotates them.
+ */
+export function createListener(config: ResolvedConfig, handle: RequestListener): Listener {
+  const limits = {
+    headersTimeout: config.server.headersTimeout,
+    requestTimeout: config.server.requestTimeout,
+    keepAliveTimeout: config.server.keepAliveTimeout,
+    maxHeaderSize: config.server.maxHeaderSize,
+    // Node checks the two timeouts above only this often (30 s by default), which would let a
+    // slow client hold a connection far past its headersTimeout.
+    connectionsCheckingInterval: Math.min(1_000, config.server.headersTimeout),
+  };
+  if (!config.tls) {
+    const server = createHttpServer(limits, handle);
+    server.on('clientError', answerClientError);
+    return { server, protocol: 'http', closeIdle: () => server.closeIdleConnections(), closeAll: () => server.closeAllConnections() };
+  }
+  const tls = { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), minVersion: config.tls.minVersion };
+  if (!config.tls.http2) {
+    const server = createHttpsServer({ ...tls, ...limits }, handle);
+    server.on('clientError', answerClientError);
+    return { server, protocol: 'https', closeIdle: () => server.closeIdleConnections(), closeAll: () => server.closeAllConnections() };
+  }
+  // The HTTP/2 compatibility API hands us objects shaped like node:http's; the handler reads only
+  // what both have.
+  const server = createSecureServer(
+    { ...tls, allowHTTP1: true, maxSessionMemory: 32 },
+    handle as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void,
+  );
+  const sessions = new Set<Http2Session>();
+  const sockets = new Set<TLSSocket>();
+  server.on('session', (session: Http2Session) => {
+    sessions.add(session);
+    session.once('close', () => sessions.delete(session));
+  });
+  server.on('secureConnection', (socket: TLSSocket) => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  });
+  return {
+    server,
+    protocol: 'https',
+    closeIdle: () => {
+      // GOAWAY: streams in flight finish, no new ones start.
+      for (const session of sessions) session.close();
+    },
+    closeAll: () => {
+      for (const session of sessions) session.destroy();
+      for (const socket of sockets) socket.destroy();
+    },
+  };
+}
