@@ -246,6 +246,21 @@ describe('cluster', () => {
       }
     });
 
+    it('reloads by itself when started with --watch and the config file changes', async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'tollgate-reload-'));
+      const gateway = await startGatewayFrom(writeVersion(dir, 1), { args: ['--watch'] });
+      try {
+        writeVersion(dir, 3);
+        const done = await gateway.waitForLog((l) => l.msg === 'reload complete');
+        expect(gateway.logs.find((l) => typeof l.msg === 'string' && l.msg.startsWith('reload requested'))?.trigger).to.equal('config file changed');
+        expect(done).to.have.property('workers');
+        expect((await send(`${gateway.url}/x`)).headers['x-config-version']).to.equal('3');
+        expect((await send(`${gateway.url}/added-in-3`)).status).to.equal(200);
+      } finally {
+        await gateway.stop();
+      }
+    });
+
     it('rejects a broken config, says why, and keeps serving the old one', async () => {
       const dir = mkdtempSync(join(tmpdir(), 'tollgate-reload-'));
       const file = writeVersion(dir, 1);

@@ -21,6 +21,7 @@ Commands:
 Options:
   -c, --config FILE   Config file (default: gateway.config.ts and the usual alternatives, found in the cwd)
   -w, --workers N     Number of workers (start only; overrides the config, default one per core)
+      --watch         Reload when the config file changes (start only)
   -h, --help          Show this help
 `;
 
@@ -33,6 +34,7 @@ async function main(argv: string[]): Promise<number> {
       options: {
         config: { type: 'string', short: 'c' },
         workers: { type: 'string', short: 'w' },
+        watch: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -56,7 +58,7 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write(`tollgate: --workers expects a whole number >= 1, got "${values.workers}"\n`);
         return 2;
       }
-      return runPrimary({ configPath: values.config, workers });
+      return runPrimary({ configPath: values.config, workers, watch: values.watch });
     }
     case 'reload':
       return reload(values.config);

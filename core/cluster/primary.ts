@@ -1,4 +1,6 @@
 import { spawn } from 'node:child_process';
+import { watch } from 'node:fs';
+import { basename, dirname } from 'node:path';
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
@@ -15,6 +17,8 @@ export interface PrimaryOptions {
   configPath?: string | undefined;
   /** Overrides the config's `workers`. */
   workers?: number | undefined;
+  /** Reload when the config file changes. */
+  watch?: boolean | undefined;
 }
 
 interface Slot {
@@ -242,6 +246,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       }
     };
     process.on('SIGHUP', () => void reload('SIGHUP'));
+    if (options.watch) watchConfig(filepath, () => void reload('config file changed'));
 
     const begin = async (): Promise<void> => {
       if (config.admin) {
@@ -281,6 +286,22 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
 }
 
 const CLI = fileURLToPath(new URL('../cli/tollgate.ts', import.meta.url));
+// Editors write a file in several steps (truncate, write, rename): wait for them to settle.
+const WATCH_SETTLE_MS = 300;
+
+/**
+ * Calls `onChange` once a burst of changes to the config file has settled. The folder is watched,
+ * not the file: an editor that saves by renaming a new file over the old would end a file watch.
+ */
+function watchConfig(filepath: string, onChange: () => void): void {
+  let timer: NodeJS.Timeout | null = null;
+  const watcher = watch(dirname(filepath), (_event, name) => {
+    if (name !== basename(filepath)) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(onChange, WATCH_SETTLE_MS);
+  });
+  watcher.unref();
+}
 
 /**
  * Runs `tollgate check` on the config in a new process: this process has the old config's modules

@@ -58,12 +58,14 @@ export function startGateway(configSource: string, options: StartOptions = {}): 
 
 export interface StartOptions {
   workers?: number;
+  /** Extra CLI arguments for `tollgate start`. */
+  args?: string[];
   env?: Record<string, string>;
 }
 
 /** Like startGateway, for a config file that already exists. */
 export async function startGatewayFrom(configPath: string, options: StartOptions = {}): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [CLI, 'start', '--config', configPath, '--workers', String(options.workers ?? 1)], {
+  const child = spawn(process.execPath, [CLI, 'start', '--config', configPath, '--workers', String(options.workers ?? 1), ...(options.args ?? [])], {
     cwd: REPO,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
