@@ -1,9 +1,5 @@
-import { spawn } from 'node:child_process';
-import { watch } from 'node:fs';
-import { basename, dirname } from 'node:path';
 import cluster, { type Worker } from 'node:cluster';
 import { availableParallelism } from 'node:os';
-import { createServer, type AddressInfo } from 'node:net';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config/load-config.ts';
 import type { ResolvedConfig } from '../config/validate.ts';
@@ -11,6 +7,9 @@ import { createLogger, type LoggerHandle } from '../log/logger.ts';
 import { ENV_CONFIG, ENV_PORT, ENV_WORKER, isWorkerMessage, type PrimaryMessage } from './messages.ts';
 import { respawnDelay } from './respawn-backoff.ts';
 import { startAdmin, type ReloadOutcome } from './admin.ts';
+import { checkConfig } from './config-check.ts';
+import { watchConfig } from './config-watch.ts';
+import { freePort } from './free-port.ts';
 import type { Server } from 'node:http';
 
 export interface PrimaryOptions {
@@ -282,49 +281,5 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       for (const slot of slots) fork(slot);
     };
     void begin();
-  });
-}
-
-const CLI = fileURLToPath(new URL('../cli/tollgate.ts', import.meta.url));
-// Editors write a file in several steps (truncate, write, rename): wait for them to settle.
-const WATCH_SETTLE_MS = 300;
-
-/**
- * Calls `onChange` once a burst of changes to the config file has settled. The folder is watched,
- * not the file: an editor that saves by renaming a new file over the old would end a file watch.
- */
-function watchConfig(filepath: string, onChange: () => void): void {
-  let timer: NodeJS.Timeout | null = null;
-  const watcher = watch(dirname(filepath), (_event, name) => {
-    if (name !== basename(filepath)) return;
-    if (timer) clearTimeout(timer);
-    timer = setTimeout(onChange, WATCH_SETTLE_MS);
-  });
-  watcher.unref();
-}
-
-/**
- * Runs `tollgate check` on the config in a new process: this process has the old config's modules
- * (and its plugins') cached, and would validate stale code.
- */
-function checkConfig(filepath: string): Promise<{ ok: boolean; output: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [...process.execArgv, CLI, 'check', '--config', filepath], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk));
-    child.on('error', (error) => resolve({ ok: false, output: error.message }));
-    child.on('exit', (code) => resolve({ ok: code === 0, output: output.trim() }));
-  });
-}
-
-function freePort(host: string): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.once('error', reject);
-    probe.listen(0, host, () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
   });
 }
