@@ -131,6 +131,42 @@ describe('cluster', () => {
       });
     }
 
+    it('under continuous load, answers every request it accepted with 200 and exits 0', async () => {
+      const upstream = await startUpstream();
+      const gateway = await startGateway(configFor(upstream), { workers: 2 });
+      try {
+        const outcomes: string[] = [];
+        let stopped = false;
+        let reached: (() => void) | null = null;
+        const client = async (): Promise<void> => {
+          // Bounded: until the gateway has exited, or 4000 requests in all.
+          while (!stopped && outcomes.length < 4000) {
+            const outcome = await send(`${gateway.url}/x`).then(
+              (res) => `status ${res.status}`,
+              (error: NodeJS.ErrnoException) => error.code ?? error.message,
+            );
+            outcomes.push(outcome);
+            if (outcomes.length === 300) reached?.();
+          }
+        };
+        const warmedUp = new Promise<void>((resolve) => (reached = resolve));
+        const clients = Array.from({ length: 8 }, client);
+        await warmedUp;
+        gateway.child.kill('SIGTERM');
+        expect(await gateway.exited).to.equal(0);
+        stopped = true;
+        await Promise.all(clients);
+        // A request is either answered 200, or finds no listener (refused, or reset in the accept
+        // queue of a closing socket): never an error status, never a request dropped mid-way.
+        const kinds = new Set(outcomes);
+        for (const kind of kinds) expect(['status 200', 'ECONNREFUSED', 'ECONNRESET']).to.include(kind);
+        expect(outcomes.filter((o) => o === 'status 200').length).to.be.at.least(300);
+      } finally {
+        await gateway.stop();
+        await upstream.close();
+      }
+    });
+
     it('cuts requests still running at the drain timeout and still exits 0', async () => {
       const { upstream, nextArrival, release } = await holdingUpstream();
       const gateway = await startGateway(configFor(upstream, `shutdown: { drainTimeout: '300ms' },`));
