@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CORE, FIXTURE_PLUGINS, PLUGINS, startGateway, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
+import { startLoad } from './support/load.ts';
 import { startUpstream, type TestUpstream } from './support/upstream.ts';
 
 function configFor(upstream: TestUpstream, extra = ''): string {
@@ -135,27 +136,12 @@ describe('cluster', () => {
       const upstream = await startUpstream();
       const gateway = await startGateway(configFor(upstream), { workers: 2 });
       try {
-        const outcomes: string[] = [];
-        let stopped = false;
-        let reached: (() => void) | null = null;
-        const client = async (): Promise<void> => {
-          // Bounded: until the gateway has exited, or 4000 requests in all.
-          while (!stopped && outcomes.length < 4000) {
-            const outcome = await send(`${gateway.url}/x`).then(
-              (res) => `status ${res.status}`,
-              (error: NodeJS.ErrnoException) => error.code ?? error.message,
-            );
-            outcomes.push(outcome);
-            if (outcomes.length === 300) reached?.();
-          }
-        };
-        const warmedUp = new Promise<void>((resolve) => (reached = resolve));
-        const clients = Array.from({ length: 8 }, client);
-        await warmedUp;
+        const load = startLoad(`${gateway.url}/x`, { clients: 8, maxRequests: 4000 });
+        await load.untilOk(300);
         gateway.child.kill('SIGTERM');
         expect(await gateway.exited).to.equal(0);
-        stopped = true;
-        await Promise.all(clients);
+        await load.stop();
+        const outcomes = load.outcomes;
         // A request is either answered 200, or finds no listener (refused, or reset in the accept
         // queue of a closing socket): never an error status, never a request dropped mid-way.
         const kinds = new Set(outcomes);
@@ -243,35 +229,19 @@ describe('cluster', () => {
       const dir = mkdtempSync(join(tmpdir(), 'tollgate-reload-'));
       const gateway = await startGatewayFrom(writeVersion(dir, 1), { workers: 2 });
       try {
-        // Bounded load: 8 clients, a new connection per request, until told to stop (at most 4000 requests).
-        const tally = { ok: 0, failed: [] as string[] };
-        let stop = false;
-        let reached: (() => void) | null = null;
-        const client = async (): Promise<void> => {
-          while (!stop && tally.ok + tally.failed.length < 4000) {
-            const outcome = await send(`${gateway.url}/x`).then(
-              (res) => (res.status === 200 ? null : `status ${res.status}`),
-              (error: NodeJS.ErrnoException) => error.code ?? error.message,
-            );
-            if (outcome === null) tally.ok++;
-            else tally.failed.push(outcome);
-            if (tally.ok === 200) reached?.();
-          }
-        };
-        const warmedUp = new Promise<void>((resolve) => (reached = resolve));
-        const clients = Array.from({ length: 8 }, client);
-        await warmedUp;
-        const before = tally.ok;
+        const load = startLoad(`${gateway.url}/x`, { clients: 8, maxRequests: 4000 });
+        await load.untilOk(200);
+        const before = load.ok();
         writeVersion(dir, 2);
         gateway.child.kill('SIGHUP');
         await gateway.waitForLog((l) => l.msg === 'reload complete', 20_000);
         // Keep the load on while the old workers drain and exit.
         await Promise.all(gateway.workerPids.map((pid) => gateway.waitForLog((l) => l.pid === pid && l.msg === 'drained')));
-        stop = true;
-        await Promise.all(clients);
+        await load.stop();
+        const failed = load.outcomes.filter((o) => o !== 'status 200');
         const failures = gateway.logs.filter((l) => l.msg === 'request' && l.status >= 500).map((l) => `${l.pid} ${l.code} ${l.err}`);
-        expect(tally.failed, failures.join('\n')).to.deep.equal([]);
-        expect(tally.ok - before).to.be.above(0);
+        expect(failed, failures.join('\n')).to.deep.equal([]);
+        expect(load.ok() - before).to.be.above(0);
         const res = await send(`${gateway.url}/x`);
         expect(res.headers['x-config-version']).to.equal('2');
         expect(res.headers['x-plugin-version']).to.equal('code-2');
@@ -322,34 +292,16 @@ describe('cluster', () => {
       const gateway = await startGateway(configFor(upstream), { workers: 2 });
       try {
         const CLIENTS = 8;
-        const tally = { ok: 0, okAfterKill: 0, failed: [] as string[] };
-        let killed = false;
-        let stop = false;
-        let reached: (() => void) | null = null;
-        const client = async (): Promise<void> => {
-          // Bounded: stops when told to, or after 3000 requests in all.
-          while (!stop && tally.ok + tally.failed.length < 3000) {
-            const outcome = await send(`${gateway.url}/x`).then(
-              (res) => (res.status === 200 ? null : `status ${res.status}`),
-              (error: NodeJS.ErrnoException) => error.code ?? error.message,
-            );
-            if (outcome !== null) tally.failed.push(outcome);
-            else if (++tally.ok && killed && ++tally.okAfterKill === 300) reached?.();
-            if (tally.ok === 200 && !killed) reached?.();
-          }
-        };
-        let phase = new Promise<void>((resolve) => (reached = resolve));
-        const clients = Array.from({ length: CLIENTS }, client);
-        await phase;
-        phase = new Promise<void>((resolve) => (reached = resolve));
-        killed = true;
+        const load = startLoad(`${gateway.url}/x`, { clients: CLIENTS, maxRequests: 3000 });
+        await load.untilOk(200);
+        const okBeforeKill = load.ok();
         process.kill(gateway.workerPids[0]!, 'SIGKILL');
-        await phase;
-        stop = true;
-        await Promise.all(clients);
+        await load.untilOk(okBeforeKill + 300);
+        await load.stop();
+        const failed = load.outcomes.filter((o) => o !== 'status 200');
         // Each client has one request in flight at a time: only those on the killed worker can fail.
-        expect(tally.failed.length).to.be.at.most(CLIENTS);
-        expect(tally.okAfterKill).to.be.at.least(300);
+        expect(failed.length).to.be.at.most(CLIENTS);
+        expect(load.ok() - okBeforeKill).to.be.at.least(300);
       } finally {
         await gateway.stop();
         await upstream.close();
