@@ -32,7 +32,8 @@ function https1(port: number, ca: Buffer, options: { path?: string; maxVersion?:
   });
 }
 
-function http2(port: number, ca: Buffer, method: string, body?: string): Promise<{ status: number; body: string }> {
+/** One HTTP/2 request. With `keepSession` the client leaves its session open, as browsers do. */
+function http2(port: number, ca: Buffer, method: string, body?: string, keepSession = false): Promise<{ status: number; body: string }> {
   return new Promise((resolve, reject) => {
     const session = http2Connect(`https://127.0.0.1:${port}`, { ca });
     session.on('error', reject);
@@ -42,7 +43,7 @@ function http2(port: number, ca: Buffer, method: string, body?: string): Promise
     stream.on('response', (headers) => (status = Number(headers[':status'])));
     stream.on('data', (chunk) => (text += chunk));
     stream.on('end', () => {
-      session.close();
+      if (!keepSession) session.close();
       resolve({ status, body: text });
     });
     stream.on('error', reject);
@@ -116,6 +117,33 @@ describe('TLS termination', () => {
   it('refuses TLS older than 1.2', async () => {
     const error = await https1(gateway.port, ca, { maxVersion: 'TLSv1.1' }).then(() => null, (e: Error) => e);
     expect(error).to.be.instanceOf(Error);
+  });
+
+  it('drains an HTTP/2 connection the client keeps open: the stream in flight completes, then the gateway exits 0', async () => {
+    let release: () => void = () => {};
+    let arrived: () => void = () => {};
+    const arrival = new Promise<void>((resolve) => (arrived = resolve));
+    const slow = await startUpstream((_req, res) => {
+      arrived();
+      release = () => res.end('slow done');
+    });
+    const slowConfig = join(dir, 'slow.config.ts');
+    writeFileSync(slowConfig, readFileSync(config, 'utf8').replace(upstream.url, slow.url));
+    const draining = await startGatewayFrom(slowConfig);
+    try {
+      // The client keeps its session open, as browsers do: the drain must end it for the worker to exit.
+      const response = http2(draining.port, ca, 'GET', undefined, true);
+      await arrival;
+      draining.child.kill('SIGTERM');
+      await draining.waitForLog((l) => l.msg === 'draining' && l.inflight === 1);
+      release();
+      expect(await response).to.deep.equal({ status: 200, body: 'slow done' });
+      expect(await draining.exited).to.equal(0);
+    } finally {
+      release();
+      await draining.stop();
+      await slow.close();
+    }
   });
 
   it('picks up a renewed certificate on reload, without a restart', async () => {
