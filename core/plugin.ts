@@ -117,3 +117,26 @@ function describeDefinitionProblem(definition: PluginDefinition<StandardSchemaV1
 export function isPluginInstance(value: unknown): value is PluginInstance {
   return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[kPluginInstance] === true;
 }
+
+/** The outcome of checking a plugin instance's options against its schema; paths as plain keys. */
+export type OptionsCheck =
+  | { readonly value: unknown; readonly issues?: undefined }
+  | { readonly issues: readonly { readonly path: readonly PropertyKey[]; readonly message: string }[] };
+
+/** Validates (and applies defaults to) the options a plugin was listed with. */
+export async function validatePluginOptions(instance: PluginInstance): Promise<OptionsCheck> {
+  const schema = instance.plugin.options;
+  const raw = instance.rawOptions;
+  if (!schema) {
+    const empty = raw === undefined || (typeof raw === 'object' && raw !== null && Object.keys(raw).length === 0);
+    return empty ? { value: undefined } : { issues: [{ path: [], message: 'this plugin takes no options' }] };
+  }
+  const result = await schema['~standard'].validate(raw);
+  if (!result.issues) return { value: result.value };
+  return {
+    issues: result.issues.map((issue) => ({
+      path: (issue.path ?? []).map((segment) => (typeof segment === 'object' ? segment.key : segment)),
+      message: issue.message,
+    })),
+  };
+}

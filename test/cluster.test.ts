@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { once } from 'node:events';
 import type { ServerResponse } from 'node:http';
 import { respawnDelay } from '../core/cluster/respawn-backoff.ts';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';

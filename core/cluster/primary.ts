@@ -3,7 +3,7 @@ import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config/load-config.ts';
 import type { ResolvedConfig } from '../config/validate.ts';
-import { createLogger, type LoggerHandle } from '../log/logger.ts';
+import { createLogger } from '../log/logger.ts';
 import { ENV_CONFIG, ENV_PORT, ENV_WORKER, isWorkerMessage, type PrimaryMessage } from './messages.ts';
 import { respawnDelay } from './respawn-backoff.ts';
 import { startAdmin, type ReloadOutcome } from './admin.ts';

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { isPluginInstance, type PluginInstance } from '../plugin.ts';
 import { validateProxyEntry } from '../http/trusted-proxies.ts';
+import { HEADER_NAME } from '../http/header-map.ts';
 import { parseDuration } from './duration.ts';
 import type { GatewayConfig } from './types.ts';
 
@@ -75,7 +76,7 @@ export const configSchema = z.strictObject({
   scheduling: z.enum(['round-robin', 'os']).default('os'),
   consumerHeader: z
     .string()
-    .regex(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, 'expected a header name')
+    .regex(HEADER_NAME, 'expected a header name')
     .toLowerCase()
     .default('x-consumer-id'),
   trustProxy: z

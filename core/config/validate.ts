@@ -1,8 +1,7 @@
 import { accessSync, constants } from 'node:fs';
 import { dirname, resolve } from 'node:path';
-import type { StandardSchemaV1 } from '@standard-schema/spec';
 import { GatewayError } from '../errors.ts';
-import type { DefinedPlugin, PluginInstance } from '../plugin.ts';
+import { validatePluginOptions, type DefinedPlugin, type PluginInstance } from '../plugin.ts';
 import { Router, RouteConflictError } from '../router.ts';
 import { configSchema, type ParsedConfig, type ParsedRoute } from './schema.ts';
 
@@ -128,26 +127,14 @@ async function resolvePlugins(instances: readonly PluginInstance[], where: strin
   for (const [index, instance] of instances.entries()) {
     const { plugin } = instance;
     const label = `${where}[${index}] "${plugin.name}"`;
-    const result = await validateOptions(plugin.options, instance.rawOptions);
+    const result = await validatePluginOptions(instance);
     if (result.issues) {
-      for (const issue of result.issues) {
-        issues.push({ where: `${label} › ${formatPath(['options', ...(issue.path ?? []).map(pathKey)])}`, message: issue.message });
-      }
+      for (const issue of result.issues) issues.push({ where: `${label} › ${formatPath(['options', ...issue.path])}`, message: issue.message });
       continue;
     }
     resolved.push({ instance, plugin, options: result.value, label });
   }
   return resolved;
-}
-
-async function validateOptions(schema: StandardSchemaV1 | undefined, raw: unknown): Promise<StandardSchemaV1.Result<unknown>> {
-  if (schema) return schema['~standard'].validate(raw);
-  if (raw === undefined || (typeof raw === 'object' && raw !== null && Object.keys(raw).length === 0)) return { value: undefined };
-  return { issues: [{ message: 'this plugin takes no options' }] };
-}
-
-function pathKey(segment: PropertyKey | StandardSchemaV1.PathSegment): PropertyKey {
-  return typeof segment === 'object' ? segment.key : segment;
 }
 
 /** Turns a schema path into `routes[1] (GET /x) › upstream`, naming the route where there is one. */

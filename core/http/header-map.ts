@@ -1,4 +1,7 @@
 export type HeaderValue = string | string[];
+
+/** A valid header field name (an RFC 9110 token). */
+export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 export type HeaderRecord = Record<string, HeaderValue | undefined>;
 
 /**

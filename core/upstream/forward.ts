@@ -19,12 +19,11 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
   headers.host = route.preserveHost ? requestHost(ctx.request.raw) ?? target.host : target.host;
   if (ctx.consumer !== null) headers[route.consumerHeader] = ctx.consumer.id;
   ctx.upstreamTarget = target.origin;
-  let sentAt = performance.now();
   try {
     const raw = ctx.request.raw;
     const untouched = ctx.upstreamRequest.body === undefined && ctx.request.bodyRead === undefined;
     const body = untouched ? (hasRequestBody(raw) ? raw : null) : await pluginBody(ctx, headers);
-    sentAt = performance.now();
+    const sentAt = performance.now();
     let exchange!: UpstreamExchange;
     const head = await new Promise<UpstreamHead>((resolve, reject) => {
       exchange = new UpstreamExchange(resolve, reject);

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { definePlugin, GatewayError, type PluginHooks, type PluginInstance } from '../../core/index.ts';
-import { isPluginInstance } from '../../core/plugin.ts';
+import { isPluginInstance, validatePluginOptions } from '../../core/plugin.ts';
 
 const member = z.custom<PluginInstance>(isPluginInstance, 'expected a plugin, e.g. keyAuth({ ... })');
 
@@ -12,12 +12,10 @@ const options = z.strictObject({
     .transform(async (plugins, ctx) => {
       const resolved: { instance: PluginInstance; options: unknown }[] = [];
       for (const [index, instance] of plugins.entries()) {
-        const schema = instance.plugin.options;
-        const result = schema ? await schema['~standard'].validate(instance.rawOptions) : { value: undefined };
+        const result = await validatePluginOptions(instance);
         if (result.issues) {
           for (const issue of result.issues) {
-            const path = (issue.path ?? []).map((segment) => (typeof segment === 'object' ? segment.key : segment));
-            ctx.issues.push({ code: 'custom', input: instance.rawOptions, path: [index, 'options', ...path], message: `"${instance.plugin.name}": ${issue.message}` });
+            ctx.issues.push({ code: 'custom', input: instance.rawOptions, path: [index, 'options', ...issue.path], message: `"${instance.plugin.name}": ${issue.message}` });
           }
         } else resolved.push({ instance, options: result.value });
       }

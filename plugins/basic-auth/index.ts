@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
-import { definePlugin, GatewayError, type Consumer, type ConsumerMetadata } from '../../core/index.ts';
+import { definePlugin, GatewayError, type Consumer } from '../../core/index.ts';
+import { consumerFields, makeConsumer } from '../shared/consumer-options.ts';
 
 const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
 
@@ -11,10 +12,7 @@ const user = z.strictObject({
   passwordHash: z.string().regex(BCRYPT, 'expected a bcrypt hash ($2b$12$...); run: npm run hash-password -- <password>'),
   /** The consumer id; default the user name. */
   consumer: z.string().min(1).optional(),
-  groups: z.array(z.string()).default([]),
-  metadata: z
-    .custom<Partial<ConsumerMetadata>>((value) => typeof value === 'object' && value !== null && !Array.isArray(value), 'expected an object')
-    .default({}),
+  ...consumerFields,
 });
 
 const options = z.strictObject({
@@ -39,7 +37,7 @@ export const basicAuth = definePlugin({
     const users = new Map(
       Object.entries(opts.users).map(([name, entry]) => [
         name,
-        { hash: entry.passwordHash, consumer: Object.freeze({ id: entry.consumer ?? name, groups: entry.groups, metadata: entry.metadata, via: 'basic-auth' }) as Consumer },
+        { hash: entry.passwordHash, consumer: makeConsumer(entry.consumer ?? name, entry, 'basic-auth') },
       ]),
     );
     const verified = opts.cacheTtlMs > 0 ? new LRUCache<string, Consumer>({ max: 10_000, ttl: opts.cacheTtlMs }) : null;

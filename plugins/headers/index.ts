@@ -1,11 +1,10 @@
 import { z } from 'zod';
 import { definePlugin } from '../../core/index.ts';
-
-const TOKEN = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+import { HEADER_NAME } from '../../core/http/header-map.ts';
 
 const headerValues = z.record(z.string(), z.string()).check((ctx) => {
   for (const name of Object.keys(ctx.value)) {
-    if (!TOKEN.test(name)) {
+    if (!HEADER_NAME.test(name)) {
       ctx.issues.push({ code: 'custom', path: [name], input: name, message: `"${name}" is not a valid header name` });
     }
   }

@@ -2,6 +2,7 @@ import { createLocalJWKSet, createRemoteJWKSet, importSPKI, jwtVerify, type JWTP
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { definePlugin, GatewayError, type Consumer, type RequestContext } from '../../core/index.ts';
+import { makeConsumer } from '../shared/consumer-options.ts';
 
 const ALGORITHMS = [
   'HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519',
@@ -106,7 +107,7 @@ export const jwtAuth = definePlugin({
         throw new GatewayError('TG_ERR_UNAUTHORIZED', `The token has no "${opts.consumerClaim}" claim`, { headers: challenge('invalid_token') });
       }
       const verified: Verified = {
-        consumer: Object.freeze({ id, groups: listClaim(payload[opts.groupsClaim ?? '']), metadata: {}, via: 'jwt-auth', claims: payload }),
+        consumer: Object.freeze({ ...makeConsumer(id, { groups: listClaim(payload[opts.groupsClaim ?? '']) }, 'jwt-auth'), claims: payload }),
         missingScope: opts.requiredScopes.find((scope) => !scopesOf(payload).includes(scope)) ?? null,
         missingClaim: opts.requiredClaims.find((claim) => payload[claim] === undefined) ?? null,
       };

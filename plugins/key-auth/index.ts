@@ -1,15 +1,12 @@
 import { z } from 'zod';
-import { definePlugin, GatewayError, type Consumer, type ConsumerMetadata, type RequestContext } from '../../core/index.ts';
+import { definePlugin, GatewayError, type Consumer, type RequestContext } from '../../core/index.ts';
+import { consumerFields, makeConsumer } from '../shared/consumer-options.ts';
 import { hashKey, KEY_HASH } from './key-hash.ts';
 
 const consumer = z.strictObject({
   /** Hashes (`tollgate hash-key` prints them) of this consumer's keys; several allow rotation. */
   keyHashes: z.array(z.string().regex(KEY_HASH, 'expected "sha256:" and 64 hex digits (run: npm run hash-key)')).min(1),
-  groups: z.array(z.string()).default([]),
-  /** Typed by your `ConsumerMetadata` declaration (see core/consumer.ts). */
-  metadata: z
-    .custom<Partial<ConsumerMetadata>>((value) => typeof value === 'object' && value !== null && !Array.isArray(value), 'expected an object')
-    .default({}),
+  ...consumerFields,
 });
 
 /** What `resolveConsumer` returns for a key it knows. */
@@ -54,7 +51,7 @@ export const keyAuth = definePlugin({
   setup(opts) {
     const byHash = new Map<string, Consumer>();
     for (const [id, entry] of Object.entries(opts.consumers)) {
-      const known: Consumer = Object.freeze({ id, groups: entry.groups, metadata: entry.metadata, via: 'key-auth' });
+      const known = makeConsumer(id, entry, 'key-auth');
       for (const keyHash of entry.keyHashes) byHash.set(keyHash, known);
     }
     const unauthorized = new GatewayError('TG_ERR_UNAUTHORIZED', 'A valid API key is required', {
@@ -64,7 +61,7 @@ export const keyAuth = definePlugin({
     const resolve = async (ctx: RequestContext, keyHash: string, key: string): Promise<void> => {
       const resolved = await opts.resolveConsumer!(keyHash, key, ctx);
       if (!resolved) throw unauthorized;
-      ctx.consumer = { id: resolved.id, groups: resolved.groups ?? [], metadata: resolved.metadata ?? {}, via: 'key-auth' };
+      ctx.consumer = makeConsumer(resolved.id, resolved, 'key-auth');
     };
 
     return {
