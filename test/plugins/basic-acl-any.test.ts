@@ -30,6 +30,7 @@ describe('basic-auth, acl and anyOf', () => {
         routes: [
           { path: '/basic/*', upstream: 'app', plugins: [users] },
           { path: '/admin/*', upstream: 'app', plugins: [users, acl({ allow: ['admins'] })] },
+          { path: '/acl-only/*', upstream: 'app', plugins: [acl({ allow: ['admins'] })] },
           { path: '/either/*', upstream: 'app', plugins: [anyOf({ plugins: [keys, tokens, users] }), acl({ deny: ['staff'] })] },
         ],
       });
@@ -81,6 +82,14 @@ describe('basic-auth, acl and anyOf', () => {
       const bob = await send(`${gateway.url}/admin/x`, { headers: { authorization: basic('bob', 'bob-pass') } });
       expect(bob.status).to.equal(403);
       expect(bob.json().error.code).to.equal('TG_ERR_FORBIDDEN');
+    });
+  });
+
+  describe('acl without an auth plugin before it', () => {
+    it('answers 401: there is no consumer to check', async () => {
+      const res = await send(`${gateway.url}/acl-only/x`, { headers: { 'x-consumer-id': 'admin' } });
+      expect(res.status).to.equal(401);
+      expect(res.json().error.code).to.equal('TG_ERR_UNAUTHORIZED');
     });
   });
 

@@ -5,7 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { exportJWK, exportSPKI, generateKeyPair, SignJWT, type CryptoKey, type JWK } from 'jose';
 import { CORE, PLUGINS, runCli, startGateway, writeConfig, type GatewayProcess } from '../support/gateway-process.ts';
 import { send } from '../support/http.ts';
-import { startUpstream, type TestUpstream } from '../support/upstream.ts';
+import { closedPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
 
 const SECRET = 'a-shared-secret-that-is-long-enough-32+';
 const ISSUER = 'https://issuer.test';
@@ -57,6 +57,7 @@ describe('jwt-auth', () => {
     const jwksUrl = `http://127.0.0.1:${(jwksServer.address() as AddressInfo).port}/jwks.json`;
     const ecPem = await exportSPKI(ec.publicKey);
     upstream = await startUpstream();
+    const deadPort = await closedPort();
     gateway = await startGateway(`
       import { defineConfig } from '${CORE}';
       import { jwtAuth } from '${PLUGINS}';
@@ -68,6 +69,7 @@ describe('jwt-auth', () => {
           { path: '/rs/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['RS256'], jwksUrl: '${jwksUrl}', jwksCooldownMs: 60000, cacheSize: 0,
               claimHeaders: { tenant: 'x-tenant' } })] },
           { path: '/rotating/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['RS256'], jwksUrl: '${jwksUrl}', jwksCooldownMs: 0, cacheSize: 0 })] },
+          { path: '/idp-down/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['RS256'], jwksUrl: 'http://127.0.0.1:${deadPort}/jwks.json' })] },
           { path: '/cached/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['RS256'], jwksUrl: '${jwksUrl}', jwksCooldownMs: 0, jwksMaxAgeMs: 1 })] },
           { path: '/inline/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['PS256', 'EdDSA'], jwks: { keys: ${JSON.stringify([ps.jwk, ed.jwk])} } })] },
           { path: '/es/*', upstream: 'app', plugins: [jwtAuth({ ...common, algorithms: ['ES256'], publicKey: ${JSON.stringify(ecPem)} })] },
@@ -168,6 +170,14 @@ describe('jwt-auth', () => {
       }
       expect(jwksFetches - before).to.be.at.most(1);
     });
+  });
+
+  it('answers 503 TG_ERR_AUTH_UNAVAILABLE, not 401, when the JWKS cannot be fetched', async () => {
+    const res = await call('/idp-down/orders', await token(rsa.privateKey, 'RS256', {}, { kid: 'k1' }));
+    expect(res.status).to.equal(503);
+    expect(res.json().error.code).to.equal('TG_ERR_AUTH_UNAVAILABLE');
+    const line = await gateway.waitForLog((l) => l.reqId === res.json().error.requestId);
+    expect(line.err).to.match(/^JWKS: /);
   });
 
   describe('authorizes', () => {
