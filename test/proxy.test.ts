@@ -151,7 +151,8 @@ describe('proxy', () => {
     for (const [path, when] of [['/app/endless', 'mid-body'], ['/app/thinking', 'before the upstream answers']] as const) {
       it(`stops the upstream request when the client leaves ${when}`, async () => {
         const arrived = new Promise<void>((resolve) => (onUpstreamArrival = resolve));
-        const request = httpRequest({ host: '127.0.0.1', port: gateway.port, path, agent: false });
+        const reqId = `gone-${path.length}`;
+        const request = httpRequest({ host: '127.0.0.1', port: gateway.port, path, agent: false, headers: { 'x-request-id': reqId } });
         request.on('error', () => {});
         request.end();
         await arrived;
@@ -161,6 +162,9 @@ describe('proxy', () => {
         }
         request.destroy();
         await upstreamClosed;
+        // Logged as the client's doing: 499 when nothing was sent yet, aborted either way.
+        const line = await gateway.waitForLog((l) => l.reqId === reqId);
+        expect(line).to.include({ aborted: true, status: path === '/app/thinking' ? 499 : 200 });
       });
     }
   });
