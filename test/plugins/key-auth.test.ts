@@ -27,6 +27,7 @@ describe('key-auth', () => {
         routes: [
           { path: '/private/*', upstream: 'app', plugins: [auth, probe({ label: 'after-auth' })] },
           { path: '/public/*', upstream: 'app' },
+          { path: '/keyed/*', upstream: 'app', plugins: [keyAuth({ forwardKey: true, consumers: { acme: { keyHashes: ['${hashKey('acme-new')}'] } } })] },
         ],
       });
     `);
@@ -62,6 +63,11 @@ describe('key-auth', () => {
       expect(seen['x-consumer-id']).to.equal('acme');
       expect(seen).not.to.have.property('x-api-key');
     }
+  });
+
+  it('forwards the key itself only when the route asks for it (forwardKey)', async () => {
+    const res = await send(`${gateway.url}/keyed/x`, { headers: { 'x-api-key': 'acme-new' } });
+    expect(res.json().headers).to.include({ 'x-api-key': 'acme-new', 'x-consumer-id': 'acme' });
   });
 
   it('makes the consumer visible to later plugins', async () => {
