@@ -6,7 +6,8 @@ import type { ResolvedConfig, ResolvedPlugin } from './config/validate.ts';
 import { GatewayError } from './errors.ts';
 import { handleRequest } from './http/handler.ts';
 import { TrustedProxies } from './http/trusted-proxies.ts';
-import type { PluginHooks, PluginInstance } from './plugin.ts';
+import type { GatewayServices, PluginHooks, PluginInstance } from './plugin.ts';
+import { RedisConnection } from './redis/redis-client.ts';
 import { Router } from './router.ts';
 import { compilePathRewrite, type PathRewrite } from './upstream/path-rewrite.ts';
 import { Upstream } from './upstream/upstream.ts';
@@ -46,15 +47,19 @@ export class Gateway {
   draining = false;
   #onIdle: (() => void) | null = null;
   readonly #hooks: ReadonlyMap<PluginInstance, PluginHooks>;
+  /** The worker's Redis connection, when the config has `redis`. */
+  readonly redis: RedisConnection | null;
 
   private constructor(
     config: ResolvedConfig,
     logger: Logger,
     hooks: ReadonlyMap<PluginInstance, PluginHooks>,
+    redis: RedisConnection | null,
   ) {
     this.config = config;
     this.logger = logger;
     this.#hooks = hooks;
+    this.redis = redis;
     this.trusted = new TrustedProxies(config.trustProxy);
     this.protocol = config.tls ? 'https' : 'http';
     this.upstreams = new Map(Object.entries(config.upstreams).map(([name, upstream]) => [name, new Upstream(name, upstream)]));
@@ -79,12 +84,22 @@ export class Gateway {
   /** Runs every plugin's `setup` (once per plugin instance) and builds the routes. */
   static async create(config: ResolvedConfig, options: GatewayOptions): Promise<Gateway> {
     const hooks = new Map<PluginInstance, PluginHooks>();
+    // Plugins set up against a connected Redis when there is one; an unreachable Redis is not a
+    // reason to refuse to start (each plugin's failure policy covers it), so this waits only briefly.
+    const redis = config.redis ? new RedisConnection(config.redis, options.logger) : null;
+    await redis?.whenReady(config.redis!.connectTimeout);
+    const services = { workerId: options.workerId, redis };
     const all = [...config.plugins, ...config.routes.flatMap((route) => route.plugins)];
-    for (const resolved of all) {
-      if (hooks.has(resolved.instance)) continue;
-      hooks.set(resolved.instance, await setupPlugin(resolved, options));
+    try {
+      for (const resolved of all) {
+        if (hooks.has(resolved.instance)) continue;
+        hooks.set(resolved.instance, await setupPlugin(resolved, options.logger, services));
+      }
+    } catch (error) {
+      await redis?.close();
+      throw error;
     }
-    return new Gateway(config, options.logger, hooks);
+    return new Gateway(config, options.logger, hooks, redis);
   }
 
   /** The `http.Server` request listener. */
@@ -117,6 +132,7 @@ export class Gateway {
       }
     }
     await Promise.all([...this.upstreams.values()].map((upstream) => upstream.close()));
+    await this.redis?.close();
   }
 
   #chainOf(plugins: readonly ResolvedPlugin[]): ChainLink[] {
@@ -124,11 +140,15 @@ export class Gateway {
   }
 }
 
-async function setupPlugin(resolved: ResolvedPlugin, options: GatewayOptions): Promise<PluginHooks> {
-  const logger = options.logger.child({ plugin: resolved.plugin.name });
+async function setupPlugin(
+  resolved: ResolvedPlugin,
+  parentLogger: Logger,
+  services: Omit<GatewayServices, 'logger'>,
+): Promise<PluginHooks> {
+  const logger = parentLogger.child({ plugin: resolved.plugin.name });
   let hooks: PluginHooks;
   try {
-    hooks = await resolved.plugin.setup(resolved.options, { logger, workerId: options.workerId });
+    hooks = await resolved.plugin.setup(resolved.options, { ...services, logger });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw new GatewayError('TG_ERR_PLUGIN_SETUP', `${resolved.label}: setup failed: ${message}`, { cause: error });

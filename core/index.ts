@@ -2,7 +2,8 @@
  * tollgate's public API: what a config file and a plugin import.
  */
 export { defineConfig } from './config/define-config.ts';
-export type { GatewayConfig, RouteConfig, UpstreamConfig, HttpMethod, Duration } from './config/types.ts';
+export { durationSchema } from './config/duration-schema.ts';
+export type { GatewayConfig, RouteConfig, UpstreamConfig, RedisConfig, HttpMethod, Duration } from './config/types.ts';
 export { loadConfig, type LoadedConfig } from './config/load-config.ts';
 export { ConfigError, type ConfigIssue, type ResolvedConfig } from './config/validate.ts';
 
@@ -13,3 +14,4 @@ export { reply, type Reply, type ResponseBody } from './reply.ts';
 export type { Consumer, ConsumerMetadata } from './consumer.ts';
 export { HeaderMap, type HeaderValue } from './http/header-map.ts';
 export { GatewayError, errorCodes, type ErrorCode, type GatewayErrorOptions } from './errors.ts';
+export type { RedisConnection, RedisClient } from './redis/redis-client.ts';

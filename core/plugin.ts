@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { GatewayError } from './errors.ts';
 import type { GatewayResponse, RequestContext } from './context.ts';
 import type { Reply } from './reply.ts';
+import type { RedisConnection } from './redis/redis-client.ts';
 
 /** Services a plugin receives in `setup`, once per worker. */
 export interface GatewayServices {
@@ -10,6 +11,12 @@ export interface GatewayServices {
   readonly logger: Logger;
   /** 1-based index of the cluster worker running this copy of the plugin. */
   readonly workerId: number;
+  /**
+   * The worker's Redis connection, from the config's `redis`; `null` when the config has none. Send
+   * commands through `redis.run(client => ...)`: it fails fast with `TG_ERR_REDIS_UNAVAILABLE` while
+   * Redis is down, and your plugin decides what that means (fail open, fail closed).
+   */
+  readonly redis: RedisConnection | null;
 }
 
 type MaybePromise<T> = T | Promise<T>;

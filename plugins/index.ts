@@ -6,3 +6,4 @@ export { jwtAuth } from './jwt-auth/index.ts';
 export { basicAuth } from './basic-auth/index.ts';
 export { acl } from './acl/index.ts';
 export { anyOf } from './any-of/index.ts';
+export { rateLimit } from './rate-limit/index.ts';

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../config/load-config.ts';
 import type { ResolvedConfig } from '../config/validate.ts';
 import { createLogger } from '../log/logger.ts';
+import { serveHostLimits } from '../limits/host-limits.ts';
 import { ENV_CONFIG, ENV_PORT, ENV_WORKER, isWorkerMessage, type PrimaryMessage } from './messages.ts';
 import { respawnDelay } from './respawn-backoff.ts';
 import { startAdmin, type ReloadOutcome } from './admin.ts';
@@ -63,6 +64,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const count = options.workers ?? (config.workers === 'auto' ? availableParallelism() : config.workers);
   cluster.schedulingPolicy = config.scheduling === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   cluster.setupPrimary({ exec: WORKER_ENTRY, args: [] });
+  // Host-wide rate-limit state lives here, so it is shared by all workers and outlives reloads.
+  serveHostLimits();
 
   const slots: Slot[] = Array.from({ length: count }, (_, index) => ({
     id: index + 1,

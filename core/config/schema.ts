@@ -2,18 +2,10 @@ import { z } from 'zod';
 import { isPluginInstance, type PluginInstance } from '../plugin.ts';
 import { validateProxyEntry } from '../http/trusted-proxies.ts';
 import { HEADER_NAME } from '../http/header-map.ts';
-import { parseDuration } from './duration.ts';
+import { durationSchema } from './duration-schema.ts';
 import type { GatewayConfig } from './types.ts';
 
-const DURATION_HINT = "expected a duration such as 500, '250ms', '30s', '5m' or '1h'";
-const duration = z.union([z.number(), z.string()], { error: DURATION_HINT }).transform((value, ctx) => {
-  const ms = parseDuration(value);
-  if (ms === null) {
-    ctx.addIssue({ code: 'custom', message: `${DURATION_HINT}, got ${JSON.stringify(value)}` });
-    return z.NEVER;
-  }
-  return ms;
-});
+const duration = durationSchema;
 
 const pluginInstance = z.custom<PluginInstance>(isPluginInstance, {
   message: 'expected a plugin: call its factory, e.g. myPlugin({ ... }), not the factory itself',
@@ -51,6 +43,24 @@ const upstream = z.strictObject({
     })
     .prefault({}),
 });
+
+const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');
+
+const redis = z
+  .strictObject({
+    url: z.url({ protocol: /^rediss?$/, error: 'expected a redis:// or rediss:// URL' }).optional(),
+    cluster: z.strictObject({ nodes: z.array(hostPort).min(1, 'a cluster needs at least one seed node') }).optional(),
+    sentinel: z.strictObject({ sentinels: z.array(hostPort).min(1), name: z.string().min(1) }).optional(),
+    username: z.string().min(1).optional(),
+    password: z.string().min(1).optional(),
+    tls: z.boolean().default(false),
+    keyPrefix: z.string().regex(/^[^{}]*$/, 'a key prefix cannot hold { or } (they would break Redis Cluster hash tags)').default('tollgate:'),
+    commandTimeout: duration.default(100),
+    connectTimeout: duration.default(2_000),
+  })
+  .refine((value) => [value.url, value.cluster, value.sentinel].filter(Boolean).length === 1, {
+    message: 'give exactly one of redis.url, redis.cluster or redis.sentinel',
+  });
 
 const method = z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
@@ -110,6 +120,7 @@ export const configSchema = z.strictObject({
       maxHeaderSize: z.int().min(1024).default(16_384),
     })
     .prefault({}),
+  redis: redis.optional(),
   shutdown: z.strictObject({ drainTimeout: duration.default(30_000) }).prefault({}),
   log: z
     .strictObject({
@@ -126,6 +137,7 @@ export const configSchema = z.strictObject({
 export type ParsedConfig = z.output<typeof configSchema>;
 export type ParsedRoute = ParsedConfig['routes'][number];
 export type ParsedUpstream = ParsedConfig['upstreams'][string];
+export type ParsedRedis = NonNullable<ParsedConfig['redis']>;
 
 // The hand-written GatewayConfig is what users read; this keeps the schema from drifting away from it.
 type Assert<T extends true> = T;

@@ -70,6 +70,11 @@ export interface GatewayConfig<Upstreams extends string = string> {
     /** Largest request head in bytes. Default 16384. */
     maxHeaderSize?: number;
   };
+  /**
+   * The Redis that plugins share (rate limits, the cache's shared tier): one connection per worker,
+   * opened on first use. Give exactly one of `url`, `cluster` or `sentinel`.
+   */
+  redis?: RedisConfig;
   shutdown?: {
     /** How long a worker waits for in-flight requests on SIGTERM before closing them. Default `'30s'`. */
     drainTimeout?: Duration;
@@ -85,6 +90,29 @@ export interface GatewayConfig<Upstreams extends string = string> {
   /** Plugins that run for every request, before the route's own. */
   plugins?: PluginInstance[];
   routes: RouteConfig<NoInfer<Upstreams>>[];
+}
+
+export interface RedisConfig {
+  /** `redis://[user:password@]host:port[/db]`, or `rediss://` for TLS. */
+  url?: string;
+  /** Redis Cluster: a few seed nodes (`host:port`); the rest are discovered. */
+  cluster?: { nodes: string[] };
+  /** Redis Sentinel: the sentinels (`host:port`) and the name of the master they watch. */
+  sentinel?: { sentinels: string[]; name: string };
+  /** Credentials for `cluster` and `sentinel` nodes (a `url` carries its own). */
+  username?: string;
+  password?: string;
+  /** TLS to `cluster` and `sentinel` nodes (a `url` says so with `rediss://`). Default false. */
+  tls?: boolean;
+  /** Prepended to every key, so several gateways or tenants can share one Redis. Default `'tollgate:'`. */
+  keyPrefix?: string;
+  /**
+   * The longest a request waits on one Redis command before the plugin's failure policy applies.
+   * Default `'100ms'`.
+   */
+  commandTimeout?: Duration;
+  /** Time to open a connection. Default `'2s'`. */
+  connectTimeout?: Duration;
 }
 
 export interface UpstreamConfig {

@@ -1,0 +1,150 @@
+import cluster, { type Worker } from 'node:cluster';
+import type { Logger } from 'pino';
+import type { Decision, LimitRate } from './gcra.ts';
+import { MemoryLimitStore } from './memory-store.ts';
+
+/**
+ * Limits exact across every cluster worker of one host, without Redis: the primary holds the GCRA
+ * state and the workers ask it over the cluster IPC channel. A per-worker counter would let each
+ * worker grant the whole limit, multiplying it by the number of workers; one owner cannot.
+ *
+ * Asks made in the same turn of a worker's event loop travel as one message, and so do the answers,
+ * so under load the IPC cost is shared by many requests.
+ */
+
+/** A worker's asks: per ask `[id, key, cost, emissionUs, toleranceUs, ...]`. */
+interface AskMessage {
+  type: 'tollgate:limits';
+  asks: (string | number)[][];
+}
+/** The primary's answers: per ask `[id, allowed 0|1, retryAfterMs, remaining, resetMs, ...]`. */
+interface AnswerMessage {
+  type: 'tollgate:limits-answer';
+  answers: number[][];
+}
+
+/** In the primary: answers every worker's asks from one store. */
+export function serveHostLimits(store = new MemoryLimitStore()): MemoryLimitStore {
+  cluster.on('fork', (worker: Worker) => {
+    worker.on('message', (message: AskMessage) => {
+      if (message?.type !== 'tollgate:limits' || !Array.isArray(message.asks)) return;
+      const answers = message.asks.map(answer.bind(null, store));
+      if (worker.isConnected()) worker.send({ type: 'tollgate:limits-answer', answers } satisfies AnswerMessage);
+    });
+  });
+  return store;
+}
+
+function answer(store: MemoryLimitStore, ask: (string | number)[]): number[] {
+  const [id, key, cost] = ask as [number, string, number];
+  const limits: LimitRate[] = [];
+  for (let i = 3; i + 1 < ask.length; i += 2) limits.push({ emissionUs: ask[i] as number, toleranceUs: ask[i + 1] as number });
+  const decision = store.consume(key, limits, cost);
+  const out = [id, decision.allowed ? 1 : 0, decision.retryAfterMs];
+  for (let i = 0; i < limits.length; i++) out.push(decision.remaining[i]!, decision.resetMs[i]!);
+  return out;
+}
+
+interface Pending {
+  resolve: (decision: Decision) => void;
+  key: string;
+  limits: readonly LimitRate[];
+  cost: number;
+}
+
+let shared: HostLimits | null = null;
+
+/** This process's one client of the host-wide store (one, so that answers cannot go astray). */
+export function hostLimits(logger: Logger): HostLimits {
+  return (shared ??= new HostLimits(logger));
+}
+
+/**
+ * In a worker: the client of the primary's store. Outside a cluster (a gateway embedded in a test,
+ * say) or once the primary is gone, it decides from a store of its own, which is exact for this
+ * process alone.
+ */
+export class HostLimits {
+  readonly #local = new MemoryLimitStore();
+  readonly #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #batch: (string | number)[][] = [];
+  #flushScheduled = false;
+  readonly #logger: Logger;
+  #warnedLocal = false;
+
+  constructor(logger: Logger) {
+    this.#logger = logger;
+    if (this.#viaPrimary()) {
+      process.on('message', this.#onMessage);
+      // Asks the primary will never answer now: decide them here rather than hang the requests.
+      process.once('disconnect', () => {
+        for (const pending of this.#pending.values()) pending.resolve(this.#decideLocally(pending.key, pending.limits, pending.cost));
+        this.#pending.clear();
+      });
+    }
+  }
+
+  /** Synchronous (a `Decision`) when decided in this process, a promise when the primary decides. */
+  consume(key: string, limits: readonly LimitRate[], cost = 1): Decision | Promise<Decision> {
+    if (!this.#viaPrimary()) return this.#decideLocally(key, limits, cost);
+    const id = this.#nextId++;
+    const ask: (string | number)[] = [id, key, cost];
+    for (const limit of limits) ask.push(limit.emissionUs, limit.toleranceUs);
+    this.#batch.push(ask);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(this.#flush);
+    }
+    return new Promise((resolve) => this.#pending.set(id, { resolve, key, limits, cost }));
+  }
+
+  #viaPrimary(): boolean {
+    return cluster.isWorker && process.connected;
+  }
+
+  #decideLocally(key: string, limits: readonly LimitRate[], cost: number): Decision {
+    if (cluster.isWorker && !this.#warnedLocal) {
+      this.#warnedLocal = true;
+      this.#logger.warn('the primary is gone; host-wide limits are now kept by this worker alone');
+    }
+    return this.#local.consume(key, limits, cost);
+  }
+
+  readonly #flush = (): void => {
+    this.#flushScheduled = false;
+    const asks = this.#batch;
+    this.#batch = [];
+    if (!process.connected) {
+      for (const [id] of asks) this.#settleLocally(id as number);
+      return;
+    }
+    process.send!({ type: 'tollgate:limits', asks } satisfies AskMessage, undefined, {}, (error) => {
+      if (error) for (const [id] of asks) this.#settleLocally(id as number);
+    });
+  };
+
+  #settleLocally(id: number): void {
+    const pending = this.#pending.get(id);
+    if (!pending) return;
+    this.#pending.delete(id);
+    pending.resolve(this.#decideLocally(pending.key, pending.limits, pending.cost));
+  }
+
+  readonly #onMessage = (message: AnswerMessage): void => {
+    if (message?.type !== 'tollgate:limits-answer') return;
+    for (const out of message.answers) {
+      const pending = this.#pending.get(out[0]!);
+      if (!pending) continue;
+      this.#pending.delete(out[0]!);
+      const count = pending.limits.length;
+      const remaining = new Array<number>(count);
+      const resetMs = new Array<number>(count);
+      for (let i = 0; i < count; i++) {
+        remaining[i] = out[3 + 2 * i]!;
+        resetMs[i] = out[4 + 2 * i]!;
+      }
+      pending.resolve({ allowed: out[1] === 1, remaining, resetMs, retryAfterMs: out[2]! });
+    }
+  };
+}

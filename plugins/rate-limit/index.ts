@@ -1,0 +1,184 @@
+import { z } from 'zod';
+import { definePlugin, durationSchema, GatewayError, type RequestContext } from '../../core/index.ts';
+import { compileLimit, type Decision } from '../../core/limits/gcra.ts';
+import { hostLimits } from '../../core/limits/host-limits.ts';
+import { RedisLimits } from '../../core/limits/redis-limits.ts';
+import { policyHeader, rateLimitHeader, retryAfterSeconds, tightest } from './headers.ts';
+import { compileKey, type KeyBy } from './keys.ts';
+
+const failurePolicy = z.enum(['failOpen', 'failClosed']);
+
+const window = durationSchema.refine((ms) => ms >= 1000 && ms % 1000 === 0, {
+  message: "a window is a whole number of seconds, e.g. '1s', '1m', '1h' (RateLimit-Policy states it in seconds)",
+});
+
+const limitSpec = z.strictObject({
+  /** Requests allowed per `window`. */
+  limit: z.int().min(1),
+  window,
+  /** Requests that may arrive at once. Default `limit`. */
+  burst: z.int().min(1).optional(),
+  /** The policy's name in the RateLimit headers. Default e.g. `100-per-1m`. */
+  name: z.string().regex(/^[A-Za-z0-9._:/-]{1,64}$/, 'expected 1-64 letters, digits or . _ : / -').optional(),
+  /** What happens when Redis cannot decide. Default: the plugin's `onRedisError`. */
+  onRedisError: failurePolicy.optional(),
+});
+
+const keyBy = z.union(
+  [
+    z.enum(['ip', 'consumer', 'route', 'global']),
+    z.strictObject({ header: z.string().min(1) }),
+    z.custom<(ctx: RequestContext) => string | undefined>((value) => typeof value === 'function'),
+  ],
+  { error: "expected 'ip', 'consumer', 'route', 'global', { header: 'name' } or a function (ctx) => key | undefined" },
+);
+
+const options = z
+  .strictObject({
+    /** One limit: requests allowed per `window` (shorthand for `limits: [{ limit, window }]`). */
+    limit: z.int().min(1).optional(),
+    window: window.optional(),
+    burst: z.int().min(1).optional(),
+    name: limitSpec.shape.name,
+    /** Several limits that must all have room, e.g. 10 per second and 1000 per hour. */
+    limits: z.array(limitSpec).min(1).optional(),
+    /** Who shares a budget. Default `'ip'`. */
+    by: keyBy.default('ip'),
+    /** Keep a separate budget per route. Default true; false shares one budget across routes. */
+    perRoute: z.boolean().default(true),
+    /** IPv6 clients are grouped by this prefix length. Default 64. */
+    ipv6Prefix: z.int().min(1).max(128).default(64),
+    /**
+     * `'redis'`: shared by every worker of every gateway on the config's Redis. `'host'`: shared by
+     * the workers of this host, no Redis needed. Default: `'redis'` when the config has `redis`.
+     */
+    store: z.enum(['auto', 'redis', 'host']).default('auto'),
+    /**
+     * When Redis cannot decide: `'failOpen'` (default) falls back to host-wide limits, so an outage
+     * is not a free-for-all; `'failClosed'` answers 503.
+     */
+    onRedisError: failurePolicy.default('failOpen'),
+    /** Send `RateLimit-Policy` and `RateLimit`. Default true. */
+    headers: z.boolean().default(true),
+    /** Also send `X-RateLimit-Limit`, `-Remaining` and `-Reset` (seconds from now). Default false. */
+    legacyHeaders: z.boolean().default(false),
+  })
+  .refine((o) => (o.limits === undefined) !== (o.limit === undefined), {
+    message: 'give either limit and window, or limits: [...]',
+  })
+  .refine((o) => o.limit === undefined || o.window !== undefined, { message: 'a limit needs a window', path: ['window'] });
+
+/**
+ * Rate limits with GCRA: `limit` requests per `window` as a steady rate, with bursts up to `burst`.
+ * Decisions are exact across workers (host store) and across gateways (Redis store); see
+ * docs/plugins/rate-limit.md.
+ */
+export const rateLimit = definePlugin({
+  name: 'rate-limit',
+  version: '1.0.0',
+  options,
+  setup(opts, gw) {
+    const limits = (opts.limits ?? [{ limit: opts.limit!, window: opts.window!, burst: opts.burst, name: opts.name }]).map((spec) =>
+      compileLimit({
+        name: spec.name ?? `${spec.limit}-per-${formatWindow(spec.window)}`,
+        limit: spec.limit,
+        windowMs: spec.window,
+        burst: spec.burst ?? spec.limit,
+        onStoreError: spec.onRedisError ?? opts.onRedisError,
+      }),
+    );
+    const names = new Set(limits.map((limit) => limit.name));
+    if (names.size !== limits.length) throw new Error('two limits have the same name; give each a distinct name');
+
+    if (opts.store === 'redis' && !gw.redis) throw new Error("store 'redis' needs the gateway config's redis section");
+    const redis = opts.store !== 'host' && gw.redis ? new RedisLimits(gw.redis) : null;
+    const host = hostLimits(gw.logger);
+    const failClosed = limits.some((limit) => limit.onStoreError === 'failClosed');
+    // One store entry per bucket holds every limit; in Redis each limit has its own key, with the
+    // bucket as hash tag so that one script sees them all on Redis Cluster.
+    const signature = limits.map((limit) => `${limit.limit}/${limit.windowMs / 1000}/${limit.burst}`);
+    const keyOf = compileKey(opts.by as KeyBy, opts.perRoute, opts.ipv6Prefix);
+    const policy = policyHeader(limits);
+    const decisions = new WeakMap<RequestContext, Decision>();
+    let degraded = false;
+
+    const settle = (ctx: RequestContext, decision: Decision): void => {
+      if (decision.allowed) {
+        if (opts.headers || opts.legacyHeaders) decisions.set(ctx, decision);
+        return;
+      }
+      throw new GatewayError('TG_ERR_RATE_LIMITED', undefined, {
+        headers: { 'retry-after': String(retryAfterSeconds(decision)), ...headersFor(decision) },
+        details: { retryAfterSeconds: retryAfterSeconds(decision) },
+      });
+    };
+
+    const headersFor = (decision: Decision): Record<string, string> => {
+      const out: Record<string, string> = {};
+      if (opts.headers) {
+        out['ratelimit-policy'] = policy;
+        out['ratelimit'] = rateLimitHeader(limits, decision);
+      }
+      if (opts.legacyHeaders) {
+        const at = tightest(decision);
+        out['x-ratelimit-limit'] = String(limits[at]!.limit);
+        out['x-ratelimit-remaining'] = String(decision.remaining[at]);
+        out['x-ratelimit-reset'] = String(Math.ceil(decision.resetMs[at]! / 1000));
+      }
+      return out;
+    };
+
+    const viaHost = (ctx: RequestContext, bucket: string): Promise<void> | void => {
+      const decision = host.consume(`rl|${bucket}|${signature.join('|')}`, limits);
+      if (decision instanceof Promise) return decision.then((d) => settle(ctx, d));
+      settle(ctx, decision);
+    };
+
+    const viaRedis = async (ctx: RequestContext, bucket: string, store: RedisLimits): Promise<void> => {
+      let decision: Decision;
+      try {
+        const tag = `rl:{${bucket}}:`;
+        decision = await store.consume(signature.map((s) => tag + s), limits);
+      } catch (error) {
+        if (!GatewayError.is(error) || error.code !== 'TG_ERR_REDIS_UNAVAILABLE') throw error;
+        if (!degraded) {
+          degraded = true;
+          gw.logger.warn(failClosed
+            ? 'redis cannot decide rate limits; answering 503 (failClosed) until it is back'
+            : 'redis cannot decide rate limits; using host-wide limits (failOpen) until it is back');
+        }
+        if (failClosed) throw error;
+        return viaHost(ctx, bucket);
+      }
+      if (degraded) {
+        degraded = false;
+        gw.logger.info('redis is deciding rate limits again');
+      }
+      settle(ctx, decision);
+    };
+
+    return {
+      onRequest(ctx) {
+        const bucket = keyOf(ctx);
+        if (bucket === undefined) return;
+        return redis ? viaRedis(ctx, bucket, redis) : viaHost(ctx, bucket);
+      },
+      onResponse(ctx, response) {
+        const decision = decisions.get(ctx);
+        if (decision === undefined) return;
+        const headers = headersFor(decision);
+        for (const name in headers) {
+          // Appended: a global limit and a route's limit each add their policies to the lists.
+          if (name.startsWith('ratelimit')) response.headers.append(name, headers[name]!);
+          else response.headers.set(name, headers[name]!);
+        }
+      },
+    };
+  },
+});
+
+function formatWindow(ms: number): string {
+  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  return `${ms / 1000}s`;
+}
