@@ -48,9 +48,7 @@ end
 return out
 `;
 
-interface GcraCommand {
-  tollgateGcra(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
-}
+type GcraCommand = (...args: (string | number)[]) => Promise<number[]>;
 
 /**
  * Limits shared by every worker of every gateway that uses the same Redis (standalone, Sentinel or
@@ -61,9 +59,15 @@ interface GcraCommand {
 export class RedisLimits {
   readonly #redis: RedisConnection;
 
-  constructor(redis: RedisConnection) {
+  readonly #command: string;
+
+  /** `limitCount`: how many limits (so keys) every decision of this store has. */
+  constructor(redis: RedisConnection, limitCount: number) {
     this.#redis = redis;
-    if (!('tollgateGcra' in redis.client)) redis.client.defineCommand('tollgateGcra', { lua: GCRA_SCRIPT });
+    // A fixed key count per command, not a count passed first: ioredis's cluster auto-pipelining
+    // groups commands by their first argument, which must therefore be a key.
+    this.#command = `tollgateGcra${limitCount}`;
+    if (!(this.#command in redis.client)) redis.client.defineCommand(this.#command, { lua: GCRA_SCRIPT, numberOfKeys: limitCount });
   }
 
   /**
@@ -73,7 +77,7 @@ export class RedisLimits {
   async consume(keys: readonly string[], limits: readonly LimitRate[], cost = 1): Promise<Decision> {
     const args: (string | number)[] = [...keys, cost];
     for (const limit of limits) args.push(limit.emissionUs, limit.toleranceUs);
-    const out = await this.#redis.run((client) => (client as unknown as GcraCommand).tollgateGcra(keys.length, ...args));
+    const out = await this.#redis.run((client) => ((client as unknown as Record<string, GcraCommand>)[this.#command]!)(...args));
     const remaining = new Array<number>(limits.length);
     const resetMs = new Array<number>(limits.length);
     for (let i = 0; i < limits.length; i++) {

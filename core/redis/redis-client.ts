@@ -22,6 +22,7 @@ export class RedisConnection {
   readonly client: RedisClient;
   readonly #logger: Logger;
   #up: boolean | null = null;
+  #closing = false;
   #openUntil = 0;
   #probing = false;
   /** Commands refused without asking Redis, or that failed; for metrics. */
@@ -32,7 +33,9 @@ export class RedisConnection {
     this.client = createClient(config);
     this.client.on('ready', () => this.#transition(true, null));
     this.client.on('error', (error: Error) => this.#transition(false, error));
-    this.client.on('end', () => this.#transition(false, null));
+    // 'close' (a lost connection) comes before any reconnect attempt fails: a Redis that restarts
+    // quickly never produces an 'error', and its outage must still be logged, and its return.
+    this.client.on('close', () => this.#transition(false, null));
   }
 
   /** True when commands can be sent now. */
@@ -85,6 +88,7 @@ export class RedisConnection {
 
   /** Sends QUIT, or drops the connection if Redis does not answer within `deadlineMs`. */
   async close(deadlineMs = 1_000): Promise<void> {
+    this.#closing = true;
     const timer = setTimeout(() => this.client.disconnect(), deadlineMs);
     try {
       if (this.client.status === 'ready') await this.client.quit();
@@ -106,7 +110,7 @@ export class RedisConnection {
   }
 
   #transition(up: boolean, error: Error | null): void {
-    if (this.#up === up) return;
+    if (this.#up === up || this.#closing) return;
     const first = this.#up === null;
     this.#up = up;
     if (up) this.#logger.info(first ? 'redis connected' : 'redis is back');

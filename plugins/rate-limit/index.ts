@@ -91,7 +91,7 @@ export const rateLimit = definePlugin({
     if (names.size !== limits.length) throw new Error('two limits have the same name; give each a distinct name');
 
     if (opts.store === 'redis' && !gw.redis) throw new Error("store 'redis' needs the gateway config's redis section");
-    const redis = opts.store !== 'host' && gw.redis ? new RedisLimits(gw.redis) : null;
+    const redis = opts.store !== 'host' && gw.redis ? new RedisLimits(gw.redis, limits.length) : null;
     const host = hostLimits(gw.logger);
     const failClosed = limits.some((limit) => limit.onStoreError === 'failClosed');
     // One store entry per bucket holds every limit; in Redis each limit has its own key, with the

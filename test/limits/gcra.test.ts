@@ -78,7 +78,7 @@ describe('redis limit script', () => {
   });
 
   it('decides like the in-memory GCRA: the burst, then 429s with the time to wait', async () => {
-    const store = new RedisLimits(connection);
+    const store = new RedisLimits(connection, 1);
     const limits = [limit(5, 60_000)];
     const decisions = [];
     for (let i = 0; i < 7; i++) decisions.push(await store.consume(['{k1}:a'], limits));
@@ -90,15 +90,14 @@ describe('redis limit script', () => {
   });
 
   it('keeps state in one key per limit, prefixed, expiring once the quota is whole again', async () => {
-    const store = new RedisLimits(connection);
-    await store.consume(['{k2}:a', '{k2}:b'], [limit(5, 60_000), limit(10, 3_600_000)]);
+    await new RedisLimits(connection, 2).consume(['{k2}:a', '{k2}:b'], [limit(5, 60_000), limit(10, 3_600_000)]);
     const ttl = Number(await redis.cli('pttl', 'test:{k2}:a'));
     expect(ttl).to.be.within(11_000, 12_000);
     expect(Number(await redis.cli('pttl', 'test:{k2}:b'))).to.be.within(359_000, 360_000);
   });
 
   it('loads the script again after Redis forgets it (NOSCRIPT)', async () => {
-    const store = new RedisLimits(connection);
+    const store = new RedisLimits(connection, 1);
     await store.consume(['{k3}:a'], [limit(5, 60_000)]);
     await redis.cli('script', 'flush');
     const decision = await store.consume(['{k3}:a'], [limit(5, 60_000)]);
@@ -106,7 +105,7 @@ describe('redis limit script', () => {
   });
 
   it('fails fast with TG_ERR_REDIS_UNAVAILABLE when Redis is frozen, then stays away for a cooldown', async () => {
-    const store = new RedisLimits(connection);
+    const store = new RedisLimits(connection, 1);
     redis.freeze();
     try {
       const error = await store.consume(['{k4}:a'], [limit(5, 60_000)]).catch((e: unknown) => e);
