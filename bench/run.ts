@@ -1,6 +1,7 @@
 /**
  * `npm run bench`: the upstream hit directly, nginx in front of it (where installed) and tollgate
- * (one worker, no plugins) in front of it, measured in interleaved rounds in one run. Absolute numbers
+ * (one worker: no plugins, then with the access log, auth and rate-limit plugins) in front of it,
+ * measured in interleaved rounds in one run. Absolute numbers
  * drift on shared machines; the ratios and the CPU time per request are what to compare across runs.
  *
  * Env: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 64),
@@ -18,6 +19,7 @@ import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { hashKey } from '../plugins/key-auth/key-hash.ts';
 import { startNginx } from './nginx.ts';
 import { startTollgate } from './tollgate.ts';
+import { startRedis } from '../test/support/redis.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -64,6 +66,23 @@ for (const scenario of await authScenarios()) {
   const gateway = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: scenario.plugins });
   children.push(gateway.child);
   subjects.push({ name: scenario.name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids, headers: scenario.headers });
+}
+
+// A limit no client reaches, so the cost of deciding is measured, not the cost of a 429.
+const unreachable = `[rateLimit({ limit: 1000000000, window: '1h', by: 'ip' })]`;
+const hostLimited = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: unreachable });
+children.push(hostLimited.child);
+subjects.push({ name: 'tollgate + rateLimit host', url: `http://127.0.0.1:${hostLimited.port}/items`, pids: hostLimited.workerPids });
+const redis = await startRedis().catch((error: Error) => {
+  console.error(`rateLimit redis: not measured (${error.message})`);
+  return null;
+});
+if (redis) {
+  if (PIN) spawn('taskset', ['-pc', LOAD_CPUS, String(redis.pid)], { stdio: 'ignore' });
+  process.on('exit', () => process.kill(redis.pid, 'SIGKILL'));
+  const redisLimited = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: unreachable, redisUrl: redis.url });
+  children.push(redisLimited.child);
+  subjects.push({ name: 'tollgate + rateLimit redis', url: `http://127.0.0.1:${redisLimited.port}/items`, pids: redisLimited.workerPids });
 }
 
 console.log(

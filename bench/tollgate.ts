@@ -23,17 +23,20 @@ export async function startTollgate(options: {
   accessLog?: boolean;
   /** TypeScript source of the route's `plugins` array, e.g. `[keyAuth({ ... })]`; bundled plugins are in scope. */
   plugins?: string;
+  /** The config's `redis.url`. */
+  redisUrl?: string;
 }): Promise<TollgateUnderTest> {
   const config = join(mkdtempSync(join(tmpdir(), 'tollgate-bench-')), 'gateway.config.ts');
   writeFileSync(
     config,
     `import { defineConfig } from '${join(REPO, 'core/index.ts')}';
 import * as bundled from '${join(REPO, 'plugins/index.ts')}';
-const { keyAuth, jwtAuth } = bundled;
+const { keyAuth, jwtAuth, rateLimit } = bundled;
 export default defineConfig({
   listen: { port: 0, host: '127.0.0.1' },
   ${options.scheduling ? `scheduling: '${options.scheduling}',` : ''}
   log: { accessLog: ${options.accessLog ?? false} },
+  ${options.redisUrl ? `redis: { url: '${options.redisUrl}' },` : ''}
   upstreams: { bench: { targets: ['http://127.0.0.1:${options.upstreamPort}'] } },
   routes: [{ path: '/items', methods: ['GET'], upstream: 'bench', plugins: ${options.plugins ?? '[]'} }],
 });
@@ -51,7 +54,8 @@ export default defineConfig({
       const ready = output.split('\n').map(parseLine).find((line) => line?.msg?.startsWith('tollgate ready'));
       if (ready) {
         output = null!;
-        resolve({ child, port: ready.port, workerPids: ready.workers });
+        // The primary counts too: it decides host-wide rate limits for the workers.
+        resolve({ child, port: ready.port, workerPids: [child.pid!, ...ready.workers] });
       }
     });
     child.once('exit', (code) => reject(new Error(`tollgate exited (${code}) before it was ready:\n${output}`)));

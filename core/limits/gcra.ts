@@ -6,8 +6,18 @@
  *
  * The guarantee: over any span of time t, at most `burst + t × limit / window` requests pass.
  *
- * The Redis script (redis-store.ts) computes exactly this; both are tested against the same cases.
+ * A take may ask for more than the request itself (`want`): a worker reserves requests ahead so that
+ * the next ones are decided without a round trip (see leased-limits.ts). Reserving only happens while
+ * a bucket has plenty of room (LEASE_MIN_ROOM), and then at most a sixteenth of it, so near its limit
+ * every request is decided by the store, one at a time, exactly.
+ *
+ * The Redis script (redis-limits.ts) computes exactly this; both are tested against the same cases.
  */
+
+/** Buckets with less room than this are never reserved from. */
+export const LEASE_MIN_ROOM = 64;
+/** A reservation takes at most this share of the room left. */
+export const LEASE_DIVISOR = 16;
 
 /** One limit, precomputed for the hot path. Times are microseconds. */
 export interface CompiledLimit {
@@ -24,11 +34,15 @@ export interface CompiledLimit {
   readonly onStoreError: 'failOpen' | 'failClosed';
 }
 
+export type LimitRate = Pick<CompiledLimit, 'emissionUs' | 'toleranceUs'>;
+
 /** The outcome of asking for one request against a set of limits. */
 export interface Decision {
   /** True when every limit had room; only then is the request counted against any of them. */
   readonly allowed: boolean;
-  /** Per limit, requests left after this one (for a limit that denied, 0). */
+  /** Requests granted: 0 when denied, else 1 plus any reserved ahead. */
+  readonly granted: number;
+  /** Per limit, requests left after the granted ones (for a limit that denied, 0). */
   readonly remaining: number[];
   /** Per limit, milliseconds until its full quota is back. */
   readonly resetMs: number[];
@@ -43,37 +57,41 @@ export function compileLimit(
   return { ...spec, emissionUs, toleranceUs: emissionUs * spec.burst };
 }
 
-/**
- * Decides one request (costing `cost`) against `limits`, reading and writing each limit's TAT
- * through `tats` (index-aligned with `limits`; 0 means no state). All or nothing: a request denied by
- * one limit does not use up the others.
- */
-export type LimitRate = Pick<CompiledLimit, 'emissionUs' | 'toleranceUs'>;
+// Float error must not turn 2.9999999 requests of room into 2.
+const EPSILON = 1e-6;
 
-export function decide(limits: readonly LimitRate[], tats: number[], nowUs: number, cost: number): Decision {
-  let allowed = true;
+/**
+ * Takes one request, and up to `want - 1` more reserved ahead, against `limits`, reading and writing
+ * each limit's TAT through `tats` (index-aligned with `limits`; 0 means no state). All or nothing: a
+ * request denied by one limit does not use up the others.
+ */
+export function take(limits: readonly LimitRate[], tats: number[], nowUs: number, want = 1): Decision {
+  let room = Infinity;
   let retryAfterUs = 0;
-  const next = new Array<number>(limits.length);
   for (let i = 0; i < limits.length; i++) {
     const limit = limits[i]!;
-    const newTat = Math.max(tats[i]!, nowUs) + limit.emissionUs * cost;
-    next[i] = newTat;
-    const over = newTat - nowUs - limit.toleranceUs;
-    if (over > 0) {
-      allowed = false;
-      if (over > retryAfterUs) retryAfterUs = over;
-    }
+    const ahead = Math.max(tats[i]!, nowUs) - nowUs;
+    const fits = Math.floor((limit.toleranceUs - ahead) / limit.emissionUs + EPSILON);
+    if (fits < room) room = fits;
+    const over = ahead + limit.emissionUs - limit.toleranceUs;
+    if (over > retryAfterUs) retryAfterUs = over;
   }
+  const allowed = room >= 1;
+  const granted = !allowed ? 0 : 1 + (room >= LEASE_MIN_ROOM ? Math.min(want - 1, Math.floor(room / LEASE_DIVISOR)) : 0);
   const remaining = new Array<number>(limits.length);
   const resetMs = new Array<number>(limits.length);
   for (let i = 0; i < limits.length; i++) {
     const limit = limits[i]!;
-    const tat = allowed ? next[i]! : Math.max(tats[i]!, nowUs);
+    const tat = Math.max(tats[i]!, nowUs) + limit.emissionUs * granted;
     if (allowed) tats[i] = tat;
     const ahead = tat - nowUs;
-    // The epsilon absorbs float error: 2.9999999 requests of room is 3.
-    remaining[i] = Math.max(0, Math.floor((limit.toleranceUs - ahead) / limit.emissionUs + 1e-6));
+    remaining[i] = Math.max(0, Math.floor((limit.toleranceUs - ahead) / limit.emissionUs + EPSILON));
     resetMs[i] = Math.ceil(ahead / 1000);
   }
-  return { allowed, remaining, resetMs, retryAfterMs: Math.ceil(retryAfterUs / 1000) };
+  return { allowed, granted, remaining, resetMs, retryAfterMs: allowed ? 0 : Math.ceil(retryAfterUs / 1000) };
+}
+
+/** Gives back `tokens` reserved requests that were never used, as if they had never been taken. */
+export function refund(limits: readonly LimitRate[], tats: number[], tokens: number): void {
+  for (let i = 0; i < limits.length; i++) tats[i] = tats[i]! - limits[i]!.emissionUs * tokens;
 }

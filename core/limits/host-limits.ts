@@ -12,21 +12,30 @@ import { MemoryLimitStore } from './memory-store.ts';
  * so under load the IPC cost is shared by many requests.
  */
 
-/** A worker's asks: per ask `[id, key, cost, emissionUs, toleranceUs, ...]`. */
+/** A worker's asks: per ask `[id, key, want, emissionUs, toleranceUs, ...]`. */
 interface AskMessage {
   type: 'tollgate:limits';
   asks: (string | number)[][];
 }
-/** The primary's answers: per ask `[id, allowed 0|1, retryAfterMs, remaining, resetMs, ...]`. */
+/** The primary's answers: per ask `[id, granted, retryAfterMs, remaining, resetMs, ...]`. */
 interface AnswerMessage {
   type: 'tollgate:limits-answer';
   answers: number[][];
+}
+/** Reserved requests a worker did not use: per refund `[key, tokens, emissionUs, toleranceUs, ...]`. */
+interface RefundMessage {
+  type: 'tollgate:limits-refund';
+  refunds: (string | number)[][];
 }
 
 /** In the primary: answers every worker's asks from one store. */
 export function serveHostLimits(store = new MemoryLimitStore()): MemoryLimitStore {
   cluster.on('fork', (worker: Worker) => {
-    worker.on('message', (message: AskMessage) => {
+    worker.on('message', (message: AskMessage | RefundMessage) => {
+      if (message?.type === 'tollgate:limits-refund' && Array.isArray(message.refunds)) {
+        for (const entry of message.refunds) store.refund(entry[0] as string, ratesIn(entry), entry[1] as number);
+        return;
+      }
       if (message?.type !== 'tollgate:limits' || !Array.isArray(message.asks)) return;
       const answers = message.asks.map(answer.bind(null, store));
       if (worker.isConnected()) worker.send({ type: 'tollgate:limits-answer', answers } satisfies AnswerMessage);
@@ -35,12 +44,17 @@ export function serveHostLimits(store = new MemoryLimitStore()): MemoryLimitStor
   return store;
 }
 
-function answer(store: MemoryLimitStore, ask: (string | number)[]): number[] {
-  const [id, key, cost] = ask as [number, string, number];
+function ratesIn(entry: (string | number)[], from = 2): LimitRate[] {
   const limits: LimitRate[] = [];
-  for (let i = 3; i + 1 < ask.length; i += 2) limits.push({ emissionUs: ask[i] as number, toleranceUs: ask[i + 1] as number });
-  const decision = store.consume(key, limits, cost);
-  const out = [id, decision.allowed ? 1 : 0, decision.retryAfterMs];
+  for (let i = from; i + 1 < entry.length; i += 2) limits.push({ emissionUs: entry[i] as number, toleranceUs: entry[i + 1] as number });
+  return limits;
+}
+
+function answer(store: MemoryLimitStore, ask: (string | number)[]): number[] {
+  const [id, key, want] = ask as [number, string, number];
+  const limits = ratesIn(ask, 3);
+  const decision = store.take(key, limits, want);
+  const out = [id, decision.granted, decision.retryAfterMs];
   for (let i = 0; i < limits.length; i++) out.push(decision.remaining[i]!, decision.resetMs[i]!);
   return out;
 }
@@ -49,7 +63,7 @@ interface Pending {
   resolve: (decision: Decision) => void;
   key: string;
   limits: readonly LimitRate[];
-  cost: number;
+  want: number;
 }
 
 let shared: HostLimits | null = null;
@@ -79,36 +93,47 @@ export class HostLimits {
       process.on('message', this.#onMessage);
       // Asks the primary will never answer now: decide them here rather than hang the requests.
       process.once('disconnect', () => {
-        for (const pending of this.#pending.values()) pending.resolve(this.#decideLocally(pending.key, pending.limits, pending.cost));
+        for (const pending of this.#pending.values()) pending.resolve(this.#decideLocally(pending.key, pending.limits, pending.want));
         this.#pending.clear();
       });
     }
   }
 
   /** Synchronous (a `Decision`) when decided in this process, a promise when the primary decides. */
-  consume(key: string, limits: readonly LimitRate[], cost = 1): Decision | Promise<Decision> {
-    if (!this.#viaPrimary()) return this.#decideLocally(key, limits, cost);
+  take(key: string, limits: readonly LimitRate[], want = 1): Decision | Promise<Decision> {
+    if (!this.#viaPrimary()) return this.#decideLocally(key, limits, want);
     const id = this.#nextId++;
-    const ask: (string | number)[] = [id, key, cost];
+    const ask: (string | number)[] = [id, key, want];
     for (const limit of limits) ask.push(limit.emissionUs, limit.toleranceUs);
     this.#batch.push(ask);
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(this.#flush);
     }
-    return new Promise((resolve) => this.#pending.set(id, { resolve, key, limits, cost }));
+    return new Promise((resolve) => this.#pending.set(id, { resolve, key, limits, want }));
+  }
+
+  /** Gives back reserved requests that were not used. */
+  refund(key: string, limits: readonly LimitRate[], tokens: number): void {
+    if (!this.#viaPrimary()) {
+      this.#local.refund(key, limits, tokens);
+      return;
+    }
+    const entry: (string | number)[] = [key, tokens];
+    for (const limit of limits) entry.push(limit.emissionUs, limit.toleranceUs);
+    process.send!({ type: 'tollgate:limits-refund', refunds: [entry] } satisfies RefundMessage);
   }
 
   #viaPrimary(): boolean {
     return cluster.isWorker && process.connected;
   }
 
-  #decideLocally(key: string, limits: readonly LimitRate[], cost: number): Decision {
+  #decideLocally(key: string, limits: readonly LimitRate[], want: number): Decision {
     if (cluster.isWorker && !this.#warnedLocal) {
       this.#warnedLocal = true;
       this.#logger.warn('the primary is gone; host-wide limits are now kept by this worker alone');
     }
-    return this.#local.consume(key, limits, cost);
+    return this.#local.take(key, limits, want);
   }
 
   readonly #flush = (): void => {
@@ -128,7 +153,7 @@ export class HostLimits {
     const pending = this.#pending.get(id);
     if (!pending) return;
     this.#pending.delete(id);
-    pending.resolve(this.#decideLocally(pending.key, pending.limits, pending.cost));
+    pending.resolve(this.#decideLocally(pending.key, pending.limits, pending.want));
   }
 
   readonly #onMessage = (message: AnswerMessage): void => {
@@ -144,7 +169,7 @@ export class HostLimits {
         remaining[i] = out[3 + 2 * i]!;
         resetMs[i] = out[4 + 2 * i]!;
       }
-      pending.resolve({ allowed: out[1] === 1, remaining, resetMs, retryAfterMs: out[2]! });
+      pending.resolve({ allowed: out[1]! > 0, granted: out[1]!, remaining, resetMs, retryAfterMs: out[2]! });
     }
   };
 }

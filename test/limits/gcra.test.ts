@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import pino from 'pino';
-import { compileLimit, decide, type CompiledLimit } from '../../core/limits/gcra.ts';
+import { compileLimit, refund, take, type CompiledLimit, type Decision } from '../../core/limits/gcra.ts';
+import { LeasedLimits, type SharedLimits } from '../../core/limits/leased-limits.ts';
 import { MemoryLimitStore } from '../../core/limits/memory-store.ts';
 import { RedisLimits } from '../../core/limits/redis-limits.ts';
 import { RedisConnection } from '../../core/redis/redis-client.ts';
@@ -14,24 +15,23 @@ describe('gcra', () => {
     const limits = [limit(10, 1000)];
     const tats = [0];
     const now = 1_000_000_000;
-    const first10 = Array.from({ length: 10 }, () => decide(limits, tats, now, 1));
+    const first10 = Array.from({ length: 10 }, () => take(limits, tats, now));
     expect(first10.every((d) => d.allowed)).to.equal(true);
     expect(first10.map((d) => d.remaining[0])).to.deep.equal([9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
-    const eleventh = decide(limits, tats, now, 1);
-    expect(eleventh.allowed).to.equal(false);
-    expect(eleventh.retryAfterMs).to.equal(100);
+    const eleventh = take(limits, tats, now);
+    expect(eleventh).to.include({ allowed: false, granted: 0, retryAfterMs: 100 });
     expect(eleventh.resetMs[0]).to.equal(1000);
-    expect(decide(limits, tats, now + 99_000, 1).allowed).to.equal(false);
-    expect(decide(limits, tats, now + 100_000, 1).allowed).to.equal(true);
+    expect(take(limits, tats, now + 99_000).allowed).to.equal(false);
+    expect(take(limits, tats, now + 100_000).allowed).to.equal(true);
   });
 
   it('counts a request against every limit or none: a request one limit denies leaves the others untouched', () => {
     const limits = [limit(2, 1000), limit(100, 60_000)];
     const tats = [0, 0];
     const now = 5_000_000;
-    decide(limits, tats, now, 1);
-    decide(limits, tats, now, 1);
-    const denied = decide(limits, tats, now, 1);
+    take(limits, tats, now);
+    take(limits, tats, now);
+    const denied = take(limits, tats, now);
     expect(denied.allowed).to.equal(false);
     expect(denied.remaining).to.deep.equal([0, 98]);
     expect(tats[1]).to.equal(now + 2 * 600_000);
@@ -42,24 +42,110 @@ describe('gcra', () => {
     const tats = [0];
     let passed = 0;
     // A request every 10 ms for 2 s: 3 at once, then one per 200 ms.
-    for (let t = 0; t <= 2_000_000; t += 10_000) if (decide(limits, tats, 10_000_000 + t, 1).allowed) passed++;
+    for (let t = 0; t <= 2_000_000; t += 10_000) if (take(limits, tats, 10_000_000 + t).allowed) passed++;
     expect(passed).to.equal(3 + 10);
+  });
+
+  it('reserves ahead only while a bucket has plenty of room, and at most a sixteenth of it', () => {
+    const limits = [limit(1000, 60_000)];
+    const tats = [0];
+    const now = 1_000_000;
+    expect(take(limits, tats, now, 33).granted).to.equal(33);
+    const small = [limit(63, 60_000)];
+    expect(take(small, [0], now, 33).granted, 'room below 64: one at a time').to.equal(1);
+    const medium = [limit(160, 60_000)];
+    expect(take(medium, [0], now, 33).granted, '160 / 16').to.equal(11);
+  });
+
+  it('refunds reserved requests as if they had never been taken', () => {
+    const limits = [limit(1000, 60_000)];
+    const tats = [0];
+    take(limits, tats, 1_000_000, 33);
+    refund(limits, tats, 32);
+    expect(take(limits, tats, 1_000_000).remaining[0]).to.equal(998);
   });
 });
 
 describe('memory limit store', () => {
-  it('forgets nothing it still needs and keeps buckets apart', () => {
+  it('keeps buckets apart and forgets a bucket once its quota is whole again', async () => {
     const store = new MemoryLimitStore();
     const limits = [limit(2, 60_000)];
-    expect(store.consume('a', limits).allowed).to.equal(true);
-    expect(store.consume('a', limits).allowed).to.equal(true);
-    expect(store.consume('a', limits).allowed).to.equal(false);
-    expect(store.consume('b', limits).allowed).to.equal(true);
-    expect(store.size).to.equal(2);
+    expect(store.take('a', limits).allowed).to.equal(true);
+    expect(store.take('a', limits).allowed).to.equal(true);
+    expect(store.take('a', limits).allowed).to.equal(false);
+    expect(store.take('b', limits).allowed).to.equal(true);
+    store.refund('b', limits, 1);
+    expect(store.size, 'b is whole again').to.equal(1);
   });
 });
 
-describe('redis limit script', () => {
+describe('leased limits', () => {
+  /** A store that counts what it is asked, in front of a real memory store. */
+  const counting = (limits: CompiledLimit[], store = new MemoryLimitStore()) => {
+    const calls = { take: 0, refund: 0, refunded: 0 };
+    const shared: SharedLimits = {
+      take: (bucket, want) => (calls.take++, store.take(bucket, limits, want)),
+      refund: (bucket, tokens) => {
+        calls.refund++;
+        calls.refunded += tokens;
+        store.refund(bucket, limits, tokens);
+      },
+    };
+    return { shared, calls, store };
+  };
+
+  it('serves a busy bucket from its reserve: after its first request, the store is asked once per 33', () => {
+    const { shared, calls } = counting([limit(100_000, 3_600_000)]);
+    const leased = new LeasedLimits(shared, { maxLease: 32, leaseMs: 100 });
+    for (let i = 0; i < 330; i++) expect((leased.consume('k') as Decision).allowed).to.equal(true);
+    expect(calls.take).to.equal(1 + 10);
+    leased.close();
+    expect(calls.refunded, "the one left over goes back on close").to.equal(1);
+  });
+
+  it('never lets two workers together past the limit, and gives unused reserves back so that none is lost', async () => {
+    const limits = [limit(1000, 3_600_000)];
+    const { shared, calls, store } = counting(limits);
+    const [busy, idle] = [new LeasedLimits(shared, { maxLease: 32, leaseMs: 20 }), new LeasedLimits(shared, { maxLease: 32, leaseMs: 20 })];
+    let allowed = 0;
+    // The idle worker takes two requests and holds a reserve; the busy one then spends all the rest.
+    for (let i = 0; i < 2; i++) if ((idle.consume('k') as Decision).allowed) allowed++;
+    for (let i = 0; i < 1500; i++) if ((busy.consume('k') as Decision).allowed) allowed++;
+    expect(allowed).to.be.below(1000);
+    // The idle worker's unused reserve goes back after leaseMs, and is then there to take.
+    await new Promise((resolve) => setTimeout(resolve, 60));
+    expect(calls.refund).to.equal(1);
+    for (let i = 0; i < 100; i++) if ((idle.consume('k') as Decision).allowed) allowed++;
+    expect(allowed).to.equal(1000);
+    expect(store.take('k', limits).allowed).to.equal(false);
+    [busy, idle].forEach((w) => w.close());
+  });
+
+  it('reserves nothing for a bucket seen once, so that one-off clients cost no refunds', async () => {
+    const { shared, calls } = counting([limit(100_000, 3_600_000)]);
+    const leased = new LeasedLimits(shared, { maxLease: 32, leaseMs: 10 });
+    for (let i = 0; i < 50; i++) leased.consume(`client-${i}`);
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect(calls).to.deep.equal({ take: 50, refund: 0, refunded: 0 });
+    leased.close();
+  });
+
+  it('repeats a denial locally for up to leaseMs, with the Retry-After the store gave, without asking again', async () => {
+    const { shared, calls } = counting([limit(1, 60_000)]);
+    const leased = new LeasedLimits(shared, { maxLease: 32, leaseMs: 30 });
+    expect((leased.consume('k') as Decision).allowed).to.equal(true);
+    const denied = leased.consume('k') as Decision;
+    expect(denied.allowed).to.equal(false);
+    for (let i = 0; i < 10; i++) expect((leased.consume('k') as Decision).retryAfterMs).to.be.within(59_000, 60_000);
+    expect(calls.take).to.equal(2);
+    await new Promise((resolve) => setTimeout(resolve, 40));
+    expect((leased.consume('k') as Decision).allowed).to.equal(false);
+    expect(calls.take, 'asked again once leaseMs passed').to.equal(3);
+    leased.close();
+  });
+});
+
+describe('redis limit scripts', () => {
   let redis: TestRedis;
   let connection: RedisConnection;
 
@@ -77,44 +163,48 @@ describe('redis limit script', () => {
     await redis?.stop();
   });
 
-  it('decides like the in-memory GCRA: the burst, then 429s with the time to wait', async () => {
-    const store = new RedisLimits(connection, 1);
-    const limits = [limit(5, 60_000)];
-    const decisions = [];
-    for (let i = 0; i < 7; i++) decisions.push(await store.consume(['{k1}:a'], limits));
-    expect(decisions.map((d) => d.allowed)).to.deep.equal([true, true, true, true, true, false, false]);
+  it('decides like the in-memory GCRA: the burst, then denials with the time to wait', async () => {
+    const store = new RedisLimits(connection, [limit(5, 60_000)]);
+    const decisions: Decision[] = [];
+    for (let i = 0; i < 7; i++) decisions.push(await store.take('k1'));
+    expect(decisions.map((d) => d.granted)).to.deep.equal([1, 1, 1, 1, 1, 0, 0]);
     expect(decisions.map((d) => d.remaining[0])).to.deep.equal([4, 3, 2, 1, 0, 0, 0]);
     // One request's worth of the window: 12 s, less the few ms the test took.
     expect(decisions[5]!.retryAfterMs).to.be.within(11_000, 12_000);
     expect(decisions[4]!.resetMs[0]).to.be.within(59_000, 60_000);
   });
 
-  it('keeps state in one key per limit, prefixed, expiring once the quota is whole again', async () => {
-    await new RedisLimits(connection, 2).consume(['{k2}:a', '{k2}:b'], [limit(5, 60_000), limit(10, 3_600_000)]);
-    const ttl = Number(await redis.cli('pttl', 'test:{k2}:a'));
-    expect(ttl).to.be.within(11_000, 12_000);
-    expect(Number(await redis.cli('pttl', 'test:{k2}:b'))).to.be.within(359_000, 360_000);
+  it('reserves and refunds like the in-memory GCRA', async () => {
+    const store = new RedisLimits(connection, [limit(1000, 60_000)]);
+    expect((await store.take('k5', 33)).granted).to.equal(33);
+    store.refund('k5', 32);
+    expect((await store.take('k5')).remaining[0]).to.equal(998);
+    const near = new RedisLimits(connection, [limit(63, 60_000)]);
+    expect((await near.take('k6', 33)).granted).to.equal(1);
+  });
+
+  it('keeps state in one key per limit under the bucket as hash tag, expiring once the quota is whole again', async () => {
+    await new RedisLimits(connection, [limit(5, 60_000), limit(10, 3_600_000)]).take('k2');
+    expect(Number(await redis.cli('pttl', 'test:rl:{k2}:5/60/5'))).to.be.within(11_000, 12_000);
+    expect(Number(await redis.cli('pttl', 'test:rl:{k2}:10/3600/10'))).to.be.within(359_000, 360_000);
   });
 
   it('loads the script again after Redis forgets it (NOSCRIPT)', async () => {
-    const store = new RedisLimits(connection, 1);
-    await store.consume(['{k3}:a'], [limit(5, 60_000)]);
+    const store = new RedisLimits(connection, [limit(5, 60_000)]);
+    await store.take('k3');
     await redis.cli('script', 'flush');
-    const decision = await store.consume(['{k3}:a'], [limit(5, 60_000)]);
-    expect(decision.remaining[0]).to.equal(3);
+    expect((await store.take('k3')).remaining[0]).to.equal(3);
   });
 
   it('fails fast with TG_ERR_REDIS_UNAVAILABLE when Redis is frozen, then stays away for a cooldown', async () => {
-    const store = new RedisLimits(connection, 1);
+    const store = new RedisLimits(connection, [limit(5, 60_000)]);
     redis.freeze();
     try {
-      const error = await store.consume(['{k4}:a'], [limit(5, 60_000)]).catch((e: unknown) => e);
+      const error = await store.take('k4').catch((e: unknown) => e);
       expect(error).to.have.property('code', 'TG_ERR_REDIS_UNAVAILABLE');
-      const before = connection.failures;
-      const again = await store.consume(['{k4}:a'], [limit(5, 60_000)]).catch((e: unknown) => e);
+      const again = await store.take('k4').catch((e: unknown) => e);
       expect(again).to.have.property('code', 'TG_ERR_REDIS_UNAVAILABLE');
       expect((again as { logDetail: string }).logDetail).to.equal('redis: recent commands failed');
-      expect(connection.failures).to.equal(before + 1);
     } finally {
       redis.thaw();
     }

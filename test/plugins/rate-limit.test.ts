@@ -187,6 +187,7 @@ describe('rate-limit', () => {
       { path: '/open', upstream: 'app', plugins: [rateLimit({ limit: 30, window: '10m', by: 'route' })] },
       { path: '/closed', upstream: 'app', plugins: [rateLimit({ limit: 30, window: '10m', by: 'route', onRedisError: 'failClosed' })] },
       { path: '/fallback', upstream: 'app', plugins: [rateLimit({ limit: 5, window: '10m', by: 'route' })] },
+      { path: '/busy', upstream: 'app', plugins: [rateLimit({ limit: 300, window: '1h', by: 'route' })] },
     `;
 
     before(async () => {
@@ -205,6 +206,20 @@ describe('rate-limit', () => {
       expect(statuses(responses)).to.deep.equal({ 200: 30, 429: 60 });
       expect(await redis.cli('--scan', '--pattern', 'tollgate:rl:*')).to.include('tollgate:rl:{');
       for (const gateway of gateways) expect(gateway.logs.filter((line) => /cannot decide/.test(line.msg ?? ''))).to.deep.equal([]);
+    });
+
+    it('serves a busy bucket from per-worker reserves, yet never more than `limit`, and gives back what it does not use', async () => {
+      const urls = gateways.map((g) => `${g.url}/busy`);
+      await redis.cli('config', 'resetstat');
+      const first = await sendMany(urls, 450, 24);
+      const allowedFirst = first.filter((r) => r.status === 200).length;
+      expect(allowedFirst).to.be.at.most(300);
+      // Reserves a worker did not use go back to Redis within 100 ms, to be taken by anyone.
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const second = await sendMany(urls, 100, 8);
+      expect(allowedFirst + second.filter((r) => r.status === 200).length).to.equal(300);
+      const scriptCalls = /cmdstat_evalsha:calls=(\d+)/.exec(await redis.cli('info', 'commandstats'))?.[1];
+      expect(Number(scriptCalls), 'Redis decided far fewer times than there were requests').to.be.below(550 / 2);
     });
 
     it('with failOpen, keeps serving within host-wide limits while Redis is down, then shares limits again once it is back', async () => {

@@ -22,6 +22,8 @@ export function requireRedisBinaries(): void {
 
 export interface TestRedis {
   port: number;
+  /** The server's pid (it changes on restart). */
+  readonly pid: number;
   url: string;
   /** Sends a command with redis-cli and returns its output. */
   cli(...args: string[]): Promise<string>;
@@ -43,6 +45,9 @@ export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
   let child = await spawnServer(port, dir, extraArgs);
   const redis: TestRedis = {
     port,
+    get pid() {
+      return child.pid!;
+    },
     url: `redis://127.0.0.1:${port}`,
     cli: (...args) => cli(port, args),
     async kill() {
