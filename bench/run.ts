@@ -69,10 +69,19 @@ for (const scenario of await authScenarios()) {
 }
 
 // A limit no client reaches, so the cost of deciding is measured, not the cost of a 429.
+// One hot bucket (every request from one client) is served from reserves; 10k buckets each seen
+// every few hundred ms are the worst case: one store decision per request.
 const unreachable = `[rateLimit({ limit: 1000000000, window: '1h', by: 'ip' })]`;
-const hostLimited = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: unreachable });
-children.push(hostLimited.child);
-subjects.push({ name: 'tollgate + rateLimit host', url: `http://127.0.0.1:${hostLimited.port}/items`, pids: hostLimited.workerPids });
+const manyKeys = `[rateLimit({ limit: 1000000000, window: '1h', by: (() => { let n = 0; return () => String(n++ % 10000); })() })]`;
+const limitScenarios = [
+  { name: 'tollgate + rateLimit host', plugins: unreachable },
+  { name: 'rateLimit host, 10k keys', plugins: manyKeys },
+];
+for (const scenario of limitScenarios) {
+  const gateway = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: scenario.plugins });
+  children.push(gateway.child);
+  subjects.push({ name: scenario.name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids });
+}
 const redis = await startRedis().catch((error: Error) => {
   console.error(`rateLimit redis: not measured (${error.message})`);
   return null;
@@ -80,9 +89,11 @@ const redis = await startRedis().catch((error: Error) => {
 if (redis) {
   if (PIN) spawn('taskset', ['-pc', LOAD_CPUS, String(redis.pid)], { stdio: 'ignore' });
   process.on('exit', () => process.kill(redis.pid, 'SIGKILL'));
-  const redisLimited = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: unreachable, redisUrl: redis.url });
-  children.push(redisLimited.child);
-  subjects.push({ name: 'tollgate + rateLimit redis', url: `http://127.0.0.1:${redisLimited.port}/items`, pids: redisLimited.workerPids });
+  for (const [name, plugins] of [['tollgate + rateLimit redis', unreachable], ['rateLimit redis, 10k keys', manyKeys]] as const) {
+    const gateway = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins, redisUrl: redis.url });
+    children.push(gateway.child);
+    subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids });
+  }
 }
 
 console.log(

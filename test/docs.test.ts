@@ -110,3 +110,41 @@ describe('docs/plugins/auth.md', () => {
     expect((await send(`${gateway.url}/partners/x`)).headers['www-authenticate']).to.equal('PartnerToken header="x-partner-token"');
   });
 });
+
+describe('docs/plugins/rate-limit.md', () => {
+  let upstream: TestUpstream;
+  let gateway: GatewayProcess;
+  let dir = '';
+
+  before(async () => {
+    upstream = await startUpstream();
+    dir = materialise('docs/plugins/rate-limit.md');
+    gateway = await startGatewayFrom(join(dir, 'gateway.config.ts'), { env: { PORT: '0', ORDERS_URL: upstream.url } });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('reports both documented limits of a consumer, and spends the per-second one first', async () => {
+    const as = () => send(`${gateway.url}/orders/1`, { headers: { 'x-api-key': 'acme-secret-key' } });
+    const first = await as();
+    expect(first.headers['ratelimit-policy']).to.equal('"burst";q=5;w=1, "hourly";q=100;w=3600');
+    expect(first.headers['ratelimit']).to.match(/^"burst";r=4;t=1, "hourly";r=99;t=\d+$/);
+    const rest = await Promise.all(Array.from({ length: 5 }, as));
+    expect(rest.map((r) => r.status).sort()).to.deep.equal([200, 200, 200, 200, 429]);
+  });
+
+  it('answers the documented 429 with Retry-After and the legacy headers once a client address is over its limit', async () => {
+    const statuses = [];
+    for (let i = 0; i < 3; i++) statuses.push(await send(`${gateway.url}/status`));
+    expect(statuses.map((r) => r.status)).to.deep.equal([200, 200, 429]);
+    expect(statuses[1]!.headers).to.include({ 'x-ratelimit-limit': '2', 'x-ratelimit-remaining': '0' });
+    const denied = statuses[2]!;
+    expect(Number(denied.headers['retry-after'])).to.be.within(29, 30);
+    expect(denied.json().error).to.include({ code: 'TG_ERR_RATE_LIMITED', message: 'Too many requests' });
+    expect(denied.json().error.details).to.deep.equal({ retryAfterSeconds: Number(denied.headers['retry-after']) });
+  });
+});
