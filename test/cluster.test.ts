@@ -410,6 +410,18 @@ describe('cluster', () => {
       expect(message).to.contain(`TG_ERR_LISTEN: cannot listen on 127.0.0.1:${port}: the address is already in use`);
     });
 
+    it('survives telling a worker that has just died to stop: every worker failing at once still exits 1 cleanly', async () => {
+      // Four workers die on the taken port at nearly the same moment; the primary's drain messages to
+      // the others then often fail with EPIPE, which must not crash it.
+      for (let attempt = 0; attempt < 8; attempt++) {
+        let port = 0;
+        const message = await startFailure((u) => configFor(u).replace('listen: { port: 0,', `listen: { port: ${(port = u.port)},`), 4);
+        expect(message).to.contain(`TG_ERR_LISTEN: cannot listen on 127.0.0.1:${port}`);
+        expect(message).not.to.contain('EPIPE');
+        expect(message).to.contain('gateway exited (1)');
+      }
+    });
+
     it('stops the workers still starting and exits 1 without waiting for the drain timeout', async () => {
       const slowAndFailing = "probe({ label: 'p', failOnWorker: 2, setupDelayMs: 1000 })";
       const message = await startFailure((u) => configFor(u).replace("probe({ label: 'p' })", slowAndFailing), 2);

@@ -66,6 +66,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   cluster.setupPrimary({ exec: WORKER_ENTRY, args: [] });
   // Host-wide rate-limit state lives here, so it is shared by all workers and outlives reloads.
   serveHostLimits();
+  // Sending to a worker that has just died fails with EPIPE on the worker object; unhandled, that
+  // 'error' would take the primary down with it. Its exit is handled where it belongs.
+  cluster.on('fork', (worker) => worker.on('error', (error: Error) => logger.debug({ err: error, workerPid: worker.process.pid }, 'message to a worker failed')));
 
   const slots: Slot[] = Array.from({ length: count }, (_, index) => ({
     id: index + 1,
