@@ -187,6 +187,7 @@ describe('rate-limit', () => {
       { path: '/open', upstream: 'app', plugins: [rateLimit({ limit: 30, window: '10m', by: 'route' })] },
       { path: '/closed', upstream: 'app', plugins: [rateLimit({ limit: 30, window: '10m', by: 'route', onRedisError: 'failClosed' })] },
       { path: '/fallback', upstream: 'app', plugins: [rateLimit({ limit: 5, window: '10m', by: 'route' })] },
+      { path: '/plenty', upstream: 'app', plugins: [rateLimit({ limit: 100000, window: '1h' })] },
       { path: '/busy', upstream: 'app', plugins: [rateLimit({ limit: 300, window: '1h', by: 'route' })] },
     `;
 
@@ -222,7 +223,24 @@ describe('rate-limit', () => {
       expect(Number(scriptCalls), 'Redis decided far fewer times than there were requests').to.be.below(550 / 2);
     });
 
+    it('loses no request when Redis is killed mid-load: with failOpen every request is still answered from host limits', async () => {
+      const urls = gateways.map((g) => `${g.url}/plenty`);
+      const before = upstream.requests.length;
+      const since = gateways.map((g) => g.logs.length);
+      const load = sendMany(urls, 300, 8);
+      try {
+        while (upstream.requests.length - before < 60) await new Promise((resolve) => setTimeout(resolve, 2));
+        await redis.kill();
+        expect(statuses(await load)).to.deep.equal({ 200: 300 });
+        await Promise.all(gateways.map((g, i) => waitForLogAfter(g, since[i]!, (msg) => /using host-wide limits \(failOpen\)/.test(msg))));
+      } finally {
+        await redis.restart();
+      }
+      await Promise.all(gateways.map((g, i) => waitForLogAfter(g, since[i]!, (msg) => msg === 'redis is back', 2)));
+    });
+
     it('with failOpen, keeps serving within host-wide limits while Redis is down, then shares limits again once it is back', async () => {
+      const since = gateways.map((g) => g.logs.length);
       await redis.kill();
       try {
         // Each gateway now enforces the limit for its own host: 5 each, not a free-for-all.
@@ -230,11 +248,11 @@ describe('rate-limit', () => {
           const responses = await sendMany([`${gateway.url}/fallback`], 12, 4);
           expect(statuses(responses)).to.deep.equal({ 200: 5, 429: 7 });
         }
-        await Promise.all(gateways.map((g) => g.waitForLog((line) => /using host-wide limits \(failOpen\)/.test(line.msg ?? ''))));
+        await Promise.all(gateways.map((g, i) => waitForLogAfter(g, since[i]!, (msg) => /using host-wide limits \(failOpen\)/.test(msg))));
       } finally {
         await redis.restart();
       }
-      await Promise.all(gateways.map((g) => g.waitForLog((line) => line.msg === 'redis is back')));
+      await Promise.all(gateways.map((g, i) => waitForLogAfter(g, since[i]!, (msg) => msg === 'redis is back', 2)));
       // One budget again for both gateways (Redis restarted empty): the count goes down across them.
       const remaining: string[] = [];
       for (const gateway of [...gateways, ...gateways]) {
@@ -298,6 +316,11 @@ describe('rate-limit', () => {
     });
   });
 });
+
+/** Waits for `count` log lines that match and were written after `since` lines (earlier ones don't count). */
+function waitForLogAfter(gateway: GatewayProcess, since: number, match: (msg: string) => boolean, count = 1): Promise<void> {
+  return waitFor(async () => gateway.logs.slice(since).filter((line) => match(line.msg ?? '')).length >= count);
+}
 
 async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
