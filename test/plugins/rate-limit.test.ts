@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { CORE, PLUGINS, runCli, startGateway, writeConfig, type GatewayProcess } from '../support/gateway-process.ts';
 import { send, type TestResponse } from '../support/http.ts';
-import { startRedis, startRedisCluster, type TestRedis, type TestRedisCluster } from '../support/redis.ts';
+import { startRedis, startRedisCluster, startRedisSentinel, type TestRedis, type TestRedisCluster, type TestSentinel } from '../support/redis.ts';
 import { startUpstream, type TestUpstream } from '../support/upstream.ts';
 import { hashKey } from '../../plugins/key-auth/key-hash.ts';
 
@@ -282,6 +282,32 @@ describe('rate-limit', () => {
       } finally {
         redis.thaw();
       }
+    });
+  });
+
+  describe('redis sentinel store', () => {
+    let master: TestRedis;
+    let sentinel: TestSentinel;
+    let gateway: GatewayProcess;
+
+    before(async () => {
+      master = await startRedis();
+      sentinel = await startRedisSentinel(master, 'limits');
+      gateway = await startGateway(
+        config(upstream, `{ path: '/s', upstream: 'app', plugins: [rateLimit({ limit: 10, window: '10m', by: 'route' })] },`, `redis: { sentinel: { sentinels: ['${sentinel.address}'], name: 'limits' } },`),
+        { workers: 2 },
+      );
+    });
+    after(async () => {
+      await gateway?.stop();
+      await sentinel?.stop();
+      await master?.stop();
+    });
+
+    it('finds the master through the sentinel and holds the limit exactly there', async () => {
+      expect(statuses(await sendMany([`${gateway.url}/s`], 30, 10))).to.deep.equal({ 200: 10, 429: 20 });
+      expect(await master.cli('--scan', '--pattern', 'tollgate:rl:*')).to.include('tollgate:rl:{');
+      expect(gateway.logs.filter((line) => /cannot decide/.test(line.msg ?? ''))).to.deep.equal([]);
     });
   });
 

@@ -1,6 +1,6 @@
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -65,6 +65,41 @@ export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
     },
   };
   return redis;
+}
+
+export interface TestSentinel {
+  /** `host:port` of the sentinel. */
+  address: string;
+  stop(): Promise<void>;
+}
+
+/** A real Redis Sentinel (`redis-server --sentinel`) watching `master` as `name`. */
+export async function startRedisSentinel(master: TestRedis, name: string): Promise<TestSentinel> {
+  requireRedisBinaries();
+  const port = await freePortWithBus();
+  const dir = mkdtempSync(join(tmpdir(), 'tollgate-sentinel-'));
+  const conf = join(dir, 'sentinel.conf');
+  writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`, `sentinel down-after-milliseconds ${name} 5000`, ''].join('\n'));
+  const child = spawn('redis-server', [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (chunk: Buffer) => (output += chunk));
+  child.stderr!.on('data', (chunk: Buffer) => (output += chunk));
+  const deadline = Date.now() + 10_000;
+  // Ready once it answers for the master it monitors.
+  while (!(await cli(port, ['sentinel', 'get-master-addr-by-name', name]).catch(() => '')).includes(String(master.port))) {
+    if (child.exitCode !== null || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      throw new Error(`redis sentinel on port ${port} did not start: ${output}`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return {
+    address: `127.0.0.1:${port}`,
+    async stop() {
+      await killChild(child, 'SIGKILL');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 export interface TestRedisCluster {
