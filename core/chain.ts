@@ -1,5 +1,5 @@
 import { GatewayError } from './errors.ts';
-import { kChainReached, type GatewayResponse, type RequestContext } from './context.ts';
+import { kChainReached, kTraceHook, type GatewayResponse, type RequestContext } from './context.ts';
 import type { PluginHooks } from './plugin.ts';
 import type { Reply } from './reply.ts';
 
@@ -27,13 +27,19 @@ export function runRequestHooks(ctx: RequestContext, chain: Chain, from = 0): Ma
     ctx[kChainReached] = i + 1;
     const hook = link.hooks.onRequest;
     if (hook === undefined) continue;
+    const traceHook = ctx[kTraceHook];
+    const startedAt = traceHook === null ? 0 : performance.now();
     let result: MaybePromise<Reply | void>;
     try {
       result = hook.call(link.hooks, ctx);
     } catch (error) {
       throw hookFailure(error, link, 'onRequest');
     }
-    if (isPromise(result)) return finishRequestHooks(ctx, chain, i, result);
+    if (isPromise(result)) {
+      // A hook that waited (on Redis, a JWKS fetch...) gets a span of its own in a sampled trace.
+      const pending = traceHook === null ? result : traceHook(`${link.name} onRequest`, startedAt, result);
+      return finishRequestHooks(ctx, chain, i, pending);
+    }
     if (result != null) return checkReply(result, link, 'onRequest');
   }
   return undefined;
@@ -56,13 +62,18 @@ export function runResponseHooks(ctx: RequestContext, chain: Chain, response: Ga
     const link = chain[i]!;
     const hook = link.hooks.onResponse;
     if (hook === undefined) continue;
+    const traceHook = ctx[kTraceHook];
+    const startedAt = traceHook === null ? 0 : performance.now();
     let pending: MaybePromise<void>;
     try {
       pending = hook.call(link.hooks, ctx, response);
     } catch (error) {
       throw hookFailure(error, link, 'onResponse');
     }
-    if (isPromise(pending)) return finishResponseHooks(ctx, chain, response, i, pending);
+    if (isPromise(pending)) {
+      const traced = traceHook === null ? pending : traceHook(`${link.name} onResponse`, startedAt, pending);
+      return finishResponseHooks(ctx, chain, response, i, traced);
+    }
   }
   return undefined;
 }

@@ -1,3 +1,5 @@
+import type { Span } from '@opentelemetry/api';
+import type { RequestTrace } from './telemetry/tracing.ts';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import type { Consumer } from './consumer.ts';
@@ -172,6 +174,12 @@ export class GatewayResponse {
 
 /** How far `onRequest` got through the chain; `onResponse`/`onError` run back from there. */
 export const kChainReached = Symbol('tollgate.chainReached');
+/** Set for a sampled request: gives a plugin hook that went asynchronous a span of its own. */
+export const kTraceHook = Symbol('tollgate.traceHook');
+export type TraceHook = <T>(name: string, startedAt: number, pending: Promise<T>) => Promise<T>;
+/** The request's spans, when tracing is on. */
+export const kRequestTrace = Symbol('tollgate.requestTrace');
+
 /** The request in flight to the upstream, to stop if the client leaves. */
 export const kUpstreamExchange = Symbol('tollgate.upstreamExchange');
 
@@ -196,10 +204,19 @@ export class RequestContext {
   readonly startedAt: number;
   /** The upstream origin the request was sent to, once chosen. */
   upstreamTarget: string | null = null;
+  /** The status the upstream answered with (plugins may change the response's). */
+  upstreamStatus: number | null = null;
   /** Milliseconds from sending upstream to the upstream's response headers. */
   upstreamHeadersMs: number | null = null;
+  /**
+   * The request's OpenTelemetry server span when tracing is on (`null` otherwise): add attributes to
+   * it, or start child spans under it with `trace.setSpan(context.active(), ctx.span)`.
+   */
+  span: Span | null = null;
   [kChainReached] = 0;
   [kUpstreamExchange]: UpstreamExchange | null = null;
+  [kTraceHook]: TraceHook | null = null;
+  [kRequestTrace]: RequestTrace | null = null;
 
   constructor(
     id: string,

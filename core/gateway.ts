@@ -9,6 +9,7 @@ import { TrustedProxies } from './http/trusted-proxies.ts';
 import type { GatewayServices, PluginHooks, PluginInstance } from './plugin.ts';
 import { RedisConnection } from './redis/redis-client.ts';
 import { Router } from './router.ts';
+import { Tracing } from './telemetry/tracing.ts';
 import { compilePathRewrite, type PathRewrite } from './upstream/path-rewrite.ts';
 import { Upstream } from './upstream/upstream.ts';
 
@@ -49,17 +50,21 @@ export class Gateway {
   readonly #hooks: ReadonlyMap<PluginInstance, PluginHooks>;
   /** The worker's Redis connection, when the config has `redis`. */
   readonly redis: RedisConnection | null;
+  /** The worker's OpenTelemetry tracing, when the config has `telemetry`. */
+  readonly tracing: Tracing | null;
 
   private constructor(
     config: ResolvedConfig,
     logger: Logger,
     hooks: ReadonlyMap<PluginInstance, PluginHooks>,
     redis: RedisConnection | null,
+    tracing: Tracing | null,
   ) {
     this.config = config;
     this.logger = logger;
     this.#hooks = hooks;
     this.redis = redis;
+    this.tracing = tracing;
     this.trusted = new TrustedProxies(config.trustProxy);
     this.protocol = config.tls ? 'https' : 'http';
     this.upstreams = new Map(Object.entries(config.upstreams).map(([name, upstream]) => [name, new Upstream(name, upstream)]));
@@ -84,6 +89,8 @@ export class Gateway {
   /** Runs every plugin's `setup` (once per plugin instance) and builds the routes. */
   static async create(config: ResolvedConfig, options: GatewayOptions): Promise<Gateway> {
     const hooks = new Map<PluginInstance, PluginHooks>();
+    // Started before any plugin, so that a plugin may use the OpenTelemetry API in setup.
+    const tracing = config.telemetry ? Tracing.start(config.telemetry, options.workerId, options.logger) : null;
     // Plugins set up against a connected Redis when there is one; an unreachable Redis is not a
     // reason to refuse to start (each plugin's failure policy covers it), so this waits only briefly.
     const redis = config.redis ? new RedisConnection(config.redis, options.logger) : null;
@@ -97,9 +104,10 @@ export class Gateway {
       }
     } catch (error) {
       await redis?.close();
+      await tracing?.shutdown();
       throw error;
     }
-    return new Gateway(config, options.logger, hooks, redis);
+    return new Gateway(config, options.logger, hooks, redis, tracing);
   }
 
   /** The `http.Server` request listener. */
@@ -133,6 +141,8 @@ export class Gateway {
     }
     await Promise.all([...this.upstreams.values()].map((upstream) => upstream.close()));
     await this.redis?.close();
+    // Last: the spans of the requests just drained are flushed before the worker exits.
+    await this.tracing?.shutdown();
   }
 
   #chainOf(plugins: readonly ResolvedPlugin[]): ChainLink[] {

@@ -62,6 +62,27 @@ const redis = z
     message: 'give exactly one of redis.url, redis.cluster or redis.sentinel',
   });
 
+const telemetry = z.strictObject({
+  serviceName: z.string().min(1).optional(),
+  serviceVersion: z.string().min(1).optional(),
+  tracing: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        sampleRatio: z.number().min(0).max(1).optional(),
+        propagators: z.array(z.enum(['tracecontext', 'baggage', 'b3', 'b3multi'])).default(['tracecontext', 'baggage']),
+        responseHeader: z.string().regex(HEADER_NAME, 'expected a header name').toLowerCase().optional(),
+      }),
+    ])
+    .default({ propagators: ['tracecontext', 'baggage'] }),
+  otlp: z
+    .strictObject({
+      endpoint: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }).optional(),
+      headers: z.record(z.string(), z.string()).optional(),
+    })
+    .prefault({}),
+});
+
 const method = z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS']);
 
 const route = z.strictObject({
@@ -121,6 +142,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   redis: redis.optional(),
+  telemetry: telemetry.optional(),
   shutdown: z.strictObject({ drainTimeout: duration.default(30_000) }).prefault({}),
   log: z
     .strictObject({
@@ -138,6 +160,7 @@ export type ParsedConfig = z.output<typeof configSchema>;
 export type ParsedRoute = ParsedConfig['routes'][number];
 export type ParsedUpstream = ParsedConfig['upstreams'][string];
 export type ParsedRedis = NonNullable<ParsedConfig['redis']>;
+export type ParsedTelemetry = NonNullable<ParsedConfig['telemetry']>;
 
 // The hand-written GatewayConfig is what users read; this keeps the schema from drifting away from it.
 type Assert<T extends true> = T;

@@ -75,6 +75,8 @@ export interface GatewayConfig<Upstreams extends string = string> {
    * opened on first use. Give exactly one of `url`, `cluster` or `sentinel`.
    */
   redis?: RedisConfig;
+  /** Traces over OTLP and Prometheus metrics; see docs/observability.md. */
+  telemetry?: TelemetryConfig;
   shutdown?: {
     /** How long a worker waits for in-flight requests on SIGTERM before closing them. Default `'30s'`. */
     drainTimeout?: Duration;
@@ -90,6 +92,36 @@ export interface GatewayConfig<Upstreams extends string = string> {
   /** Plugins that run for every request, before the route's own. */
   plugins?: PluginInstance[];
   routes: RouteConfig<NoInfer<Upstreams>>[];
+}
+
+export interface TelemetryConfig {
+  /** `service.name` of the traces. Default: `OTEL_SERVICE_NAME`, else `'tollgate'`. */
+  serviceName?: string;
+  /** `service.version`. Default: tollgate's version. */
+  serviceVersion?: string;
+  /**
+   * Tracing: one server span per request (named by the route), a client span per upstream call, and
+   * a span per plugin hook that waited on I/O. `false` turns it off. On by default with `telemetry`.
+   */
+  tracing?:
+    | false
+    | {
+        /**
+         * Share of new traces recorded, 0 to 1; a request whose caller sent a sampled parent follows
+         * its parent. Default: `OTEL_TRACES_SAMPLER`(`_ARG`), else 1.
+         */
+        sampleRatio?: number;
+        /** Context formats read from requests and written upstream. Default `['tracecontext', 'baggage']`. */
+        propagators?: ('tracecontext' | 'baggage' | 'b3' | 'b3multi')[];
+        /** Also return the trace id to the client in this response header (e.g. `'x-trace-id'`). */
+        responseHeader?: string;
+      };
+  /** Where spans go (OTLP over HTTP, protobuf). Default: the `OTEL_EXPORTER_OTLP_*` variables, else `http://localhost:4318`. */
+  otlp?: {
+    /** Base URL of the collector; `/v1/traces` is appended. */
+    endpoint?: string;
+    headers?: Record<string, string>;
+  };
 }
 
 export interface RedisConfig {

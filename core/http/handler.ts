@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPromise, runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
-import { GatewayResponse, IncomingRequest, kUpstreamExchange, RequestContext } from '../context.ts';
+import { GatewayResponse, IncomingRequest, kRequestTrace, kTraceHook, kUpstreamExchange, RequestContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
 import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
+import { endRequestSpans, traceAsyncHook, type RequestTrace, type Tracing } from '../telemetry/tracing.ts';
 import { forward } from '../upstream/forward.ts';
 import { toUpstreamError } from '../upstream/upstream-errors.ts';
 import { HeaderMap } from './header-map.ts';
@@ -66,9 +67,13 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
     startedAt,
   );
 
+  if (gateway.tracing !== null) beginTrace(gateway.tracing, ctx, req, route, gateway.protocol);
+
   res.once('close', () => {
     // The client left first: stop the upstream request too.
     if (!res.writableFinished) ctx[kUpstreamExchange]?.abort();
+    const traced = ctx[kRequestTrace];
+    if (traced !== null) endTrace(traced, ctx, res);
     logAccess(gateway, ctx, res);
     gateway.requestDone();
   });
@@ -183,6 +188,8 @@ function writeHead(
     else if (response.bodyReplaced) delete headers['content-length'];
   }
   headers['x-request-id'] = ctx.id;
+  const traced = ctx[kRequestTrace];
+  if (traced !== null && traced.tracing.responseHeader !== null) headers[traced.tracing.responseHeader] = traced.span.spanContext().traceId;
   // HTTP/2 has no Connection header (the server sends GOAWAY when it drains).
   if (gateway.draining && ctx.request.raw.httpVersionMajor < 2) headers.connection = 'close';
   try {
@@ -205,6 +212,37 @@ function toGatewayError(thrown: unknown): GatewayError {
   });
 }
 
+/** The server span, named by the route's pattern (never the raw path, which would explode cardinality). */
+function beginTrace(tracing: Tracing, ctx: RequestContext, req: IncomingMessage, route: CompiledRoute | null, scheme: string): void {
+  const method = ctx.request.method;
+  const attributes: Record<string, string | number> = {
+    'http.request.method': method,
+    'url.path': ctx.request.path,
+    'url.scheme': scheme,
+    'network.protocol.version': req.httpVersion,
+  };
+  if (route !== null) attributes['http.route'] = route.info.pattern;
+  const traced = tracing.startServerSpan(req, route === null ? method : `${method} ${route.info.pattern}`, attributes);
+  ctx[kRequestTrace] = traced;
+  ctx.span = traced.span;
+  if (!traced.span.isRecording()) return;
+  // Attributes that cost something to compute are only worth it for a span that is kept.
+  const host = requestHost(req);
+  if (host !== undefined) traced.span.setAttribute('server.address', host);
+  traced.span.setAttribute('client.address', ctx.request.ip);
+  const agent = req.headers['user-agent'];
+  if (agent !== undefined) traced.span.setAttribute('user_agent.original', agent);
+  traced.span.setAttribute('tollgate.request.id', ctx.id);
+  ctx[kTraceHook] = (name, startedAt, pending) => traceAsyncHook(traced, name, startedAt, pending);
+}
+
+function endTrace(traced: RequestTrace, ctx: RequestContext, res: ServerResponse): void {
+  const status = !res.writableFinished && !res.headersSent ? 499 : res.statusCode;
+  if (traced.span.isRecording() && ctx.consumer !== null) traced.span.setAttribute('tollgate.consumer.id', ctx.consumer.id);
+  const error = ctx.error;
+  endRequestSpans(traced, status, ctx.upstreamStatus, error?.code ?? null, error?.logDetail ?? error?.message ?? null);
+}
+
 function logAccess(gateway: Gateway, ctx: RequestContext, res: ServerResponse): void {
   const error = ctx.error;
   const aborted = !res.writableFinished;
@@ -221,6 +259,7 @@ function logAccess(gateway: Gateway, ctx: RequestContext, res: ServerResponse): 
     aborted,
     code: error?.code ?? null,
     err: error?.logDetail ?? error?.message ?? null,
+    ...(ctx[kRequestTrace] === null ? {} : { traceId: ctx[kRequestTrace].span.spanContext().traceId }),
   };
   if (error !== null && error.status >= 500) gateway.logger.warn(entry, 'request');
   else gateway.logger.info(entry, 'request');

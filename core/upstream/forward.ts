@@ -1,6 +1,7 @@
 import type { Readable } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { GatewayResponse, kUpstreamExchange, type RequestContext } from '../context.ts';
+import { GatewayResponse, kRequestTrace, kUpstreamExchange, type RequestContext } from '../context.ts';
+import { startClientSpan } from '../telemetry/tracing.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute } from '../gateway.ts';
 import { HeaderMap, type HeaderRecord } from '../http/header-map.ts';
@@ -19,6 +20,10 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
   headers.host = route.preserveHost ? requestHost(ctx.request.raw) ?? target.host : target.host;
   if (ctx.consumer !== null) headers[route.consumerHeader] = ctx.consumer.id;
   ctx.upstreamTarget = target.origin;
+  const traced = ctx[kRequestTrace];
+  if (traced !== null) {
+    startClientSpan(traced, request.method, { 'http.request.method': request.method, 'server.address': target.host, 'url.full': target.origin + target.basePath + request.path }, headers);
+  }
   try {
     const raw = ctx.request.raw;
     const untouched = ctx.upstreamRequest.body === undefined && ctx.request.bodyRead === undefined;
@@ -34,6 +39,7 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
       );
     });
     ctx.upstreamHeadersMs = performance.now() - sentAt;
+    ctx.upstreamStatus = head.status;
     const responseHeaders = stripResponseHopByHop(head.headers);
     return new GatewayResponse(head.status, new HeaderMap(responseHeaders), null, 'upstream', exchange);
   } catch (error) {

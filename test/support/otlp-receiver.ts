@@ -1,0 +1,100 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { createRequire } from 'node:module';
+
+// The OTLP protobuf messages as generated from the official opentelemetry-proto definitions (shipped
+// in @opentelemetry/otlp-transformer 0.57, installed under the alias otlp-proto-decoder).
+const require = createRequire(import.meta.url);
+const { opentelemetry } = require('otlp-proto-decoder/build/src/generated/root.js');
+const ExportTraceServiceRequest = opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
+
+export interface ReceivedSpan {
+  name: string;
+  kind: number;
+  traceId: string;
+  spanId: string;
+  parentSpanId: string;
+  attributes: Record<string, string | number | boolean>;
+  resource: Record<string, string | number | boolean>;
+  status: { code: number; message?: string };
+  events: { name: string }[];
+}
+
+export const SPAN_KIND = { INTERNAL: 1, SERVER: 2, CLIENT: 3 } as const;
+export const STATUS = { UNSET: 0, OK: 1, ERROR: 2 } as const;
+
+export interface OtlpReceiver {
+  /** Base URL, as `telemetry.otlp.endpoint` takes it. */
+  url: string;
+  spans: ReceivedSpan[];
+  /** Resolves once a span that matches has arrived. */
+  waitForSpan(match: (span: ReceivedSpan) => boolean, timeoutMs?: number): Promise<ReceivedSpan>;
+  close(): Promise<void>;
+}
+
+/** An OTLP/HTTP receiver on loopback that decodes protobuf trace exports. */
+export async function startOtlpReceiver(): Promise<OtlpReceiver> {
+  const spans: ReceivedSpan[] = [];
+  const server: Server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (chunk: Buffer) => chunks.push(chunk));
+    req.on('end', () => {
+      if (req.url !== '/v1/traces' || req.headers['content-type'] !== 'application/x-protobuf') {
+        res.writeHead(415).end();
+        return;
+      }
+      const request = ExportTraceServiceRequest.decode(Buffer.concat(chunks));
+      for (const resourceSpans of request.resourceSpans) {
+        const resource = attributesOf(resourceSpans.resource?.attributes ?? []);
+        for (const scopeSpans of resourceSpans.scopeSpans) {
+          for (const span of scopeSpans.spans) {
+            spans.push({
+              name: span.name,
+              kind: span.kind,
+              traceId: hex(span.traceId),
+              spanId: hex(span.spanId),
+              parentSpanId: hex(span.parentSpanId),
+              attributes: attributesOf(span.attributes),
+              resource,
+              status: { code: span.status?.code ?? 0, message: span.status?.message || undefined },
+              events: (span.events ?? []).map((event: { name: string }) => ({ name: event.name })),
+            });
+          }
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    spans,
+    async waitForSpan(match, timeoutMs = 15_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const found = spans.find(match);
+        if (found) return found;
+        if (Date.now() > deadline) throw new Error(`span not received; got: ${spans.map((s) => s.name).join(', ')}`);
+        await new Promise((resolve) => setTimeout(resolve, 20));
+      }
+    },
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
+function hex(bytes: Uint8Array | undefined): string {
+  return bytes && bytes.length ? Buffer.from(bytes).toString('hex') : '';
+}
+
+function attributesOf(list: { key: string; value: Record<string, unknown> }[]): Record<string, string | number | boolean> {
+  const out: Record<string, string | number | boolean> = {};
+  for (const { key, value } of list) {
+    // AnyValue is a oneof: protobufjs names the field that is set in `value`.
+    const field = value.value as string | undefined;
+    if (field === undefined) continue;
+    const raw = value[field];
+    out[key] = field === 'intValue' ? Number(String(raw)) : (raw as string | number | boolean);
+  }
+  return out;
+}
