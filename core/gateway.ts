@@ -9,6 +9,7 @@ import { TrustedProxies } from './http/trusted-proxies.ts';
 import type { GatewayServices, PluginHooks, PluginInstance } from './plugin.ts';
 import { RedisConnection } from './redis/redis-client.ts';
 import { Router } from './router.ts';
+import { GatewayMetrics } from './telemetry/metrics.ts';
 import { Tracing } from './telemetry/tracing.ts';
 import { compilePathRewrite, type PathRewrite } from './upstream/path-rewrite.ts';
 import { Upstream } from './upstream/upstream.ts';
@@ -52,6 +53,8 @@ export class Gateway {
   readonly redis: RedisConnection | null;
   /** The worker's OpenTelemetry tracing, when the config has `telemetry`. */
   readonly tracing: Tracing | null;
+  /** Request metrics, recorded when there is an admin listener to serve them. */
+  readonly metrics: GatewayMetrics | null;
 
   private constructor(
     config: ResolvedConfig,
@@ -65,6 +68,7 @@ export class Gateway {
     this.#hooks = hooks;
     this.redis = redis;
     this.tracing = tracing;
+    this.metrics = config.admin ? new GatewayMetrics() : null;
     this.trusted = new TrustedProxies(config.trustProxy);
     this.protocol = config.tls ? 'https' : 'http';
     this.upstreams = new Map(Object.entries(config.upstreams).map(([name, upstream]) => [name, new Upstream(name, upstream)]));

@@ -10,13 +10,15 @@ export interface AdminControls {
   ready(): boolean;
   status(): unknown;
   reload(trigger: string): Promise<ReloadOutcome>;
+  /** Prometheus text of every worker's metrics, added up, and the primary's own. */
+  metrics(): Promise<{ contentType: string; text: string }>;
 }
 
 const RELOAD_STATUS: Record<ReloadOutcome['result'], number> = { reloaded: 200, rejected: 422, failed: 500, busy: 409 };
 
 /**
- * The admin listener (in the primary, loopback by default): probes without a token, `/status`
- * and `POST /reload` behind the optional bearer token. Never on the public port.
+ * The admin listener (in the primary, loopback by default): probes without a token, `/status`,
+ * `/metrics` and `POST /reload` behind the optional bearer token. Never on the public port.
  */
 export async function startAdmin(options: { port: number; host: string; token?: string | undefined }, controls: AdminControls): Promise<Server & { port: number }> {
   const expected = options.token === undefined ? null : Buffer.from(`Bearer ${options.token}`);
@@ -32,9 +34,16 @@ export async function startAdmin(options: { port: number; host: string; token?: 
       const ready = controls.ready();
       return json(res, ready ? 200 : 503, { ready });
     }
-    if (path !== '/status' && path !== '/reload') return json(res, 404, { error: 'not found' });
+    if (path !== '/status' && path !== '/reload' && path !== '/metrics') return json(res, 404, { error: 'not found' });
     if (!authorized(req)) return json(res, 401, { error: 'a valid admin token is required' }, { 'www-authenticate': 'Bearer realm="tollgate-admin"' });
     if (path === '/status' && req.method === 'GET') return json(res, 200, controls.status());
+    if (path === '/metrics' && req.method === 'GET') {
+      controls.metrics().then(
+        ({ contentType, text }) => res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) }).end(text),
+        (error: Error) => json(res, 503, { error: `metrics unavailable: ${error.message}` }),
+      );
+      return;
+    }
     if (path === '/reload' && req.method === 'POST') {
       void controls.reload('admin').then((outcome) => json(res, RELOAD_STATUS[outcome.result], outcome));
       return;

@@ -5,6 +5,7 @@ import { loadConfig } from '../config/load-config.ts';
 import type { ResolvedConfig } from '../config/validate.ts';
 import { createLogger } from '../log/logger.ts';
 import { serveHostLimits } from '../limits/host-limits.ts';
+import { HostMetrics } from '../telemetry/metrics.ts';
 import { ENV_CONFIG, ENV_PORT, ENV_WORKER, isWorkerMessage, type PrimaryMessage } from './messages.ts';
 import { respawnDelay } from './respawn-backoff.ts';
 import { startAdmin, type ReloadOutcome } from './admin.ts';
@@ -64,6 +65,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const count = options.workers ?? (config.workers === 'auto' ? availableParallelism() : config.workers);
   cluster.schedulingPolicy = config.scheduling === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   cluster.setupPrimary({ exec: WORKER_ENTRY, args: [] });
+  const hostMetrics = new HostMetrics();
   // Host-wide rate-limit state lives here, so it is shared by all workers and outlives reloads.
   serveHostLimits();
   // Sending to a worker that has just died fails with EPIPE on the worker object; unhandled, that
@@ -146,6 +148,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
         { worker: slot.id, workerPid: worker.process.pid, code, signal, ranMs, reason: slot.lastFatal, respawnInMs: delay },
         `worker ${slot.id} (pid ${worker.process.pid}) ${how}${slot.lastFatal ? ` (${slot.lastFatal})` : ''} after ${ranMs} ms; respawning in ${delay} ms`,
       );
+      hostMetrics.restarts.inc();
       slot.respawnTimer = setTimeout(() => fork(slot), delay);
     };
 
@@ -236,14 +239,19 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
         const check = await checkConfig(filepath);
         if (!check.ok) {
           logger.error({ trigger, problem: check.output }, `reload rejected; still serving the previous config:\n${check.output}`);
+          hostMetrics.reloads.inc({ result: 'rejected' });
           return { result: 'rejected', problem: check.output };
         }
         for (const slot of slots) {
           if (stopping) return { result: 'busy', problem: 'the gateway is stopping' };
           const problem = await rollSlot(slot);
-          if (problem !== null) return { result: 'failed', problem };
+          if (problem !== null) {
+            hostMetrics.reloads.inc({ result: 'failed' });
+            return { result: 'failed', problem };
+          }
         }
         reloads++;
+        hostMetrics.reloads.inc({ result: 'reloaded' });
         logger.info({ workers: slots.map((s) => s.worker?.process.pid) }, 'reload complete');
         return { result: 'reloaded' };
       } finally {
@@ -259,6 +267,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
           const listener = await startAdmin(config.admin, {
             ready: () => started && !stopping && slots.every((slot) => slot.ready && slot.worker !== null),
             reload,
+            metrics: async () => ({ contentType: hostMetrics.contentType, text: await hostMetrics.text() }),
             status: () => ({
               pid: process.pid,
               config: filepath,

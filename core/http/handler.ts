@@ -4,6 +4,7 @@ import { GatewayResponse, IncomingRequest, kRequestTrace, kTraceHook, kUpstreamE
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
 import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
+import type { GatewayMetrics } from '../telemetry/metrics.ts';
 import { endRequestSpans, traceAsyncHook, type RequestTrace, type Tracing } from '../telemetry/tracing.ts';
 import { forward } from '../upstream/forward.ts';
 import { toUpstreamError } from '../upstream/upstream-errors.ts';
@@ -74,6 +75,7 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
     if (!res.writableFinished) ctx[kUpstreamExchange]?.abort();
     const traced = ctx[kRequestTrace];
     if (traced !== null) endTrace(traced, ctx, res);
+    if (gateway.metrics !== null) recordMetrics(gateway.metrics, ctx, res);
     logAccess(gateway, ctx, res);
     gateway.requestDone();
   });
@@ -241,6 +243,12 @@ function endTrace(traced: RequestTrace, ctx: RequestContext, res: ServerResponse
   if (traced.span.isRecording() && ctx.consumer !== null) traced.span.setAttribute('tollgate.consumer.id', ctx.consumer.id);
   const error = ctx.error;
   endRequestSpans(traced, status, ctx.upstreamStatus, error?.code ?? null, error?.logDetail ?? error?.message ?? null);
+}
+
+function recordMetrics(metrics: GatewayMetrics, ctx: RequestContext, res: ServerResponse): void {
+  const status = !res.writableFinished && !res.headersSent ? 499 : res.statusCode;
+  metrics.recordRequest(ctx.request.method, ctx.route?.pattern ?? '', status, (performance.now() - ctx.startedAt) / 1000);
+  if (ctx.upstreamStatus !== null) metrics.recordUpstream(ctx.route!.upstream, ctx.upstreamStatus, ctx.upstreamHeadersMs! / 1000);
 }
 
 function logAccess(gateway: Gateway, ctx: RequestContext, res: ServerResponse): void {

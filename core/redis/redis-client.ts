@@ -2,8 +2,11 @@ import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis'
 import type { Logger } from 'pino';
 import type { ParsedRedis } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
+import { counter } from '../telemetry/metrics.ts';
 
 export type RedisClient = Redis | Cluster;
+
+const unavailable = counter('tollgate_redis_unavailable_total', 'Redis commands that failed, or were refused at once because Redis was known to be down.', []);
 
 /** How long a Redis that failed a command is left alone before one request tries it again. */
 const COOLDOWN_MS = 1_000;
@@ -25,8 +28,6 @@ export class RedisConnection {
   #closing = false;
   #openUntil = 0;
   #probing = false;
-  /** Commands refused without asking Redis, or that failed; for metrics. */
-  failures = 0;
 
   constructor(config: ParsedRedis, logger: Logger) {
     this.#logger = logger.child({ component: 'redis' });
@@ -105,7 +106,7 @@ export class RedisConnection {
   }
 
   #unavailable(why: string, cause?: unknown): GatewayError {
-    this.failures++;
+    unavailable.inc();
     return new GatewayError('TG_ERR_REDIS_UNAVAILABLE', undefined, { cause, logDetail: `redis: ${why}` });
   }
 

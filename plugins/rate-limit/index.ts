@@ -4,6 +4,7 @@ import { compileLimit, type Decision } from '../../core/limits/gcra.ts';
 import { hostLimits } from '../../core/limits/host-limits.ts';
 import { LeasedLimits } from '../../core/limits/leased-limits.ts';
 import { RedisLimits } from '../../core/limits/redis-limits.ts';
+import { counter } from '../../core/telemetry/metrics.ts';
 import { policyHeader, rateLimitHeader, retryAfterSeconds, tightest } from './headers.ts';
 import { compileKey, type KeyBy } from './keys.ts';
 
@@ -12,6 +13,8 @@ import { compileKey, type KeyBy } from './keys.ts';
  * requests at a time, given back after 100 ms if unused.
  */
 const LEASES = { maxLease: 32, leaseMs: 100 };
+
+type Store = 'redis' | 'host' | 'fallback';
 
 const failurePolicy = z.enum(['failOpen', 'failClosed']);
 
@@ -111,9 +114,11 @@ export const rateLimit = definePlugin({
     const keyOf = compileKey(opts.by as KeyBy, opts.perRoute, opts.ipv6Prefix);
     const policy = policyHeader(limits);
     const decisions = new WeakMap<RequestContext, Decision>();
+    const decided = counter('tollgate_rate_limit_decisions_total', 'Rate-limit decisions, by outcome and by the store that made them (fallback: the host store, because Redis could not decide).', ['decision', 'store'] as const);
     let degraded = false;
 
-    const settle = (ctx: RequestContext, decision: Decision): void => {
+    const settle = (ctx: RequestContext, decision: Decision, store: Store): void => {
+      decided.inc({ decision: decision.allowed ? 'allowed' : 'denied', store });
       if (decision.allowed) {
         if (opts.headers || opts.legacyHeaders) decisions.set(ctx, decision);
         return;
@@ -139,10 +144,10 @@ export const rateLimit = definePlugin({
       return out;
     };
 
-    const viaHost = (ctx: RequestContext, bucket: string): Promise<void> | void => {
+    const viaHost = (ctx: RequestContext, bucket: string, store: Store = 'host'): Promise<void> | void => {
       const decision = hostStore.consume(bucket);
-      if (decision instanceof Promise) return decision.then((d) => settle(ctx, d));
-      settle(ctx, decision);
+      if (decision instanceof Promise) return decision.then((d) => settle(ctx, d, store));
+      settle(ctx, decision, store);
     };
 
     const onRedisDecision = (ctx: RequestContext, decision: Decision): void => {
@@ -150,7 +155,7 @@ export const rateLimit = definePlugin({
         degraded = false;
         gw.logger.info('redis is deciding rate limits again');
       }
-      settle(ctx, decision);
+      settle(ctx, decision, 'redis');
     };
 
     const onRedisFailure = (ctx: RequestContext, bucket: string, error: unknown): Promise<void> | void => {
@@ -161,8 +166,11 @@ export const rateLimit = definePlugin({
           ? 'redis cannot decide rate limits; answering 503 (failClosed) until it is back'
           : 'redis cannot decide rate limits; using host-wide limits (failOpen) until it is back');
       }
-      if (failClosed) throw error;
-      return viaHost(ctx, bucket);
+      if (failClosed) {
+        decided.inc({ decision: 'unavailable', store: 'redis' });
+        throw error;
+      }
+      return viaHost(ctx, bucket, 'fallback');
     };
 
     const viaRedis = (ctx: RequestContext, bucket: string, store: LeasedLimits): Promise<void> | void => {

@@ -1,0 +1,75 @@
+import client from 'prom-client';
+
+// Buckets of the OpenTelemetry HTTP semantic conventions for request durations, in seconds.
+const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
+
+/** A counter in this process's registry, created on first use (plugins may ask for it many times). */
+export function counter<L extends string>(name: string, help: string, labelNames: readonly L[]): client.Counter<L> {
+  const existing = client.register.getSingleMetric(name);
+  if (existing) return existing as client.Counter<L>;
+  return new client.Counter({ name, help, labelNames });
+}
+
+function histogram<L extends string>(name: string, help: string, labelNames: readonly L[]): client.Histogram<L> {
+  const existing = client.register.getSingleMetric(name);
+  if (existing) return existing as client.Histogram<L>;
+  return new client.Histogram({ name, help, labelNames, buckets: DURATION_BUCKETS });
+}
+
+/**
+ * The worker's request metrics, in prom-client's global registry. The primary's `/metrics` asks every
+ * worker for its registry over the cluster IPC channel and adds them up (prom-client's
+ * AggregatorRegistry), so one scrape sees the whole host. Names follow the OpenTelemetry HTTP
+ * conventions as Prometheus spells them.
+ */
+export class GatewayMetrics {
+  readonly #requests = histogram(
+    'http_server_request_duration_seconds',
+    'Duration of HTTP server requests, from the request head to the end of the response.',
+    ['http_request_method', 'http_route', 'http_response_status_code'] as const,
+  );
+  readonly #upstream = histogram(
+    'http_client_request_duration_seconds',
+    'Time from sending a request upstream to the upstream response headers.',
+    ['tollgate_upstream', 'http_response_status_code'] as const,
+  );
+
+  constructor() {
+    // Installs the worker's answer to the primary's metrics requests.
+    new client.AggregatorRegistry();
+  }
+
+  recordRequest(method: string, route: string, status: number, seconds: number): void {
+    this.#requests.observe({ http_request_method: method, http_route: route, http_response_status_code: status }, seconds);
+  }
+
+  recordUpstream(upstream: string, status: number, seconds: number): void {
+    this.#upstream.observe({ tollgate_upstream: upstream, http_response_status_code: status }, seconds);
+  }
+}
+
+/** The primary's side: aggregates the workers' registries and adds its own metrics. */
+export class HostMetrics {
+  readonly #aggregator = new client.AggregatorRegistry();
+  readonly #own = new client.Registry();
+  readonly restarts = new client.Counter({
+    name: 'tollgate_worker_restarts_total',
+    help: 'Workers replaced after they died.',
+    registers: [this.#own],
+  });
+  readonly reloads = new client.Counter({
+    name: 'tollgate_reloads_total',
+    help: 'Reloads, by outcome.',
+    labelNames: ['result'] as const,
+    registers: [this.#own],
+  });
+
+  get contentType(): string {
+    return this.#aggregator.contentType;
+  }
+
+  async text(): Promise<string> {
+    const [workers, own] = await Promise.all([this.#aggregator.clusterMetrics(), this.#own.metrics()]);
+    return `${workers}\n${own}`;
+  }
+}

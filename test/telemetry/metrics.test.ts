@@ -1,0 +1,101 @@
+import { expect } from 'chai';
+import { CORE, PLUGINS, startGateway, type GatewayProcess } from '../support/gateway-process.ts';
+import { send } from '../support/http.ts';
+import { closedPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
+
+const TOKEN = 'metrics-token-for-tests-0123456789';
+
+interface Sample {
+  name: string;
+  labels: Record<string, string>;
+  value: number;
+}
+
+/** Prometheus text exposition format: one sample per line, comments skipped. */
+function parsePrometheus(text: string): Sample[] {
+  const samples: Sample[] = [];
+  for (const line of text.split('\n')) {
+    if (line === '' || line.startsWith('#')) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$/.exec(line);
+    if (!match) throw new Error(`not a Prometheus sample: ${line}`);
+    const labels: Record<string, string> = {};
+    for (const pair of (match[2] ?? '').matchAll(/([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g)) labels[pair[1]!] = pair[2]!;
+    samples.push({ name: match[1]!, labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+const total = (samples: Sample[], name: string, labels: Record<string, string> = {}): number =>
+  samples
+    .filter((s) => s.name === name && Object.entries(labels).every(([k, v]) => s.labels[k] === v))
+    .reduce((sum, s) => sum + s.value, 0);
+
+describe('metrics', () => {
+  let upstream: TestUpstream;
+  let gateway: GatewayProcess;
+  let admin: string;
+
+  before(async () => {
+    upstream = await startUpstream();
+    const adminPort = await closedPort();
+    admin = `http://127.0.0.1:${adminPort}`;
+    gateway = await startGateway(
+      `
+      import { defineConfig } from '${CORE}';
+      import { rateLimit } from '${PLUGINS}';
+      export default defineConfig({
+        listen: { port: 0, host: '127.0.0.1' },
+        admin: { port: ${adminPort}, token: '${TOKEN}' },
+        upstreams: { app: { targets: ['${upstream.url}'] } },
+        routes: [
+          { path: '/items/:id', upstream: 'app' },
+          { path: '/limited', upstream: 'app', plugins: [rateLimit({ limit: 3, window: '10m', by: 'route' })] },
+        ],
+      });
+    `,
+      { workers: 2 },
+    );
+  });
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+  });
+
+  const scrape = async (): Promise<Sample[]> => {
+    const res = await send(`${admin}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(res.status).to.equal(200);
+    expect(res.headers['content-type']).to.match(/^text\/plain; version=0\.0\.4/);
+    return parsePrometheus(res.text);
+  };
+
+  it('adds up every worker\'s requests in one scrape, by route, method and status', async () => {
+    for (let i = 0; i < 40; i++) await send(`${gateway.url}/items/${i}`);
+    for (let i = 0; i < 3; i++) await send(`${gateway.url}/missing`);
+    const served = new Set(gateway.logs.filter((l) => l.msg === 'request' && l.path?.startsWith('/items/')).map((l) => l.worker));
+    expect(served.size, 'both workers served some of the requests').to.equal(2);
+    const samples = await scrape();
+    const route = { http_route: '/items/:id', http_request_method: 'GET', http_response_status_code: '200' };
+    expect(total(samples, 'http_server_request_duration_seconds_count', route)).to.equal(40);
+    expect(total(samples, 'http_server_request_duration_seconds_bucket', { ...route, le: '+Inf' })).to.equal(40);
+    expect(total(samples, 'http_server_request_duration_seconds_count', { http_response_status_code: '404', http_route: '' })).to.equal(3);
+    expect(total(samples, 'http_client_request_duration_seconds_count', { tollgate_upstream: 'app', http_response_status_code: '200' })).to.be.at.least(40);
+  });
+
+  it('counts rate-limit decisions by outcome and store', async () => {
+    for (let i = 0; i < 5; i++) await send(`${gateway.url}/limited`);
+    const samples = await scrape();
+    expect(total(samples, 'tollgate_rate_limit_decisions_total', { decision: 'allowed', store: 'host' })).to.equal(3);
+    expect(total(samples, 'tollgate_rate_limit_decisions_total', { decision: 'denied', store: 'host' })).to.equal(2);
+  });
+
+  it('counts worker restarts in the primary', async () => {
+    const before = total(await scrape(), 'tollgate_worker_restarts_total');
+    process.kill(gateway.workerPids[0]!, 'SIGKILL');
+    await gateway.waitForLog((line) => /respawning/.test(line.msg ?? ''));
+    expect(total(await scrape(), 'tollgate_worker_restarts_total')).to.equal(before + 1);
+  });
+
+  it('requires the admin token', async () => {
+    expect((await send(`${admin}/metrics`)).status).to.equal(401);
+  });
+});
