@@ -96,6 +96,15 @@ if (redis) {
   }
 }
 
+// Tracing, exporting to a local OTLP sink (on the load side's core), at 100 % and 0 % sampling.
+const sinkPort = await startChild('bench/otlp-sink.ts');
+for (const [name, ratio] of [['tracing 100 %', 1], ['tracing 0 %', 0]] as const) {
+  const telemetry = `{ otlp: { endpoint: 'http://127.0.0.1:${sinkPort}' }, tracing: { sampleRatio: ${ratio} } }`;
+  const gateway = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, telemetry });
+  children.push(gateway.child);
+  subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids });
+}
+
 console.log(
   `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each, ` +
     (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'no pinning (one core)'),
@@ -157,7 +166,12 @@ async function authScenarios(): Promise<{ name: string; plugins: string; headers
 }
 
 async function startUpstream(): Promise<number> {
-  const child = fork(join(REPO, 'bench/upstream.ts'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return startChild('bench/upstream.ts');
+}
+
+/** Forks a helper server (upstream, OTLP sink) on the load side's cores; resolves with its port. */
+async function startChild(script: string): Promise<number> {
+  const child = fork(join(REPO, script), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.push(child);
   const [message] = (await once(child, 'message')) as [{ port: number }];
   if (PIN) spawn('taskset', ['-pc', LOAD_CPUS, String(child.pid)], { stdio: 'ignore' });

@@ -25,6 +25,8 @@ export async function startTollgate(options: {
   plugins?: string;
   /** The config's `redis.url`. */
   redisUrl?: string;
+  /** TypeScript source of the config's `telemetry`. */
+  telemetry?: string;
 }): Promise<TollgateUnderTest> {
   const config = join(mkdtempSync(join(tmpdir(), 'tollgate-bench-')), 'gateway.config.ts');
   writeFileSync(
@@ -37,6 +39,7 @@ export default defineConfig({
   ${options.scheduling ? `scheduling: '${options.scheduling}',` : ''}
   log: { accessLog: ${options.accessLog ?? false} },
   ${options.redisUrl ? `redis: { url: '${options.redisUrl}' },` : ''}
+  ${options.telemetry ? `telemetry: ${options.telemetry},` : ''}
   upstreams: { bench: { targets: ['http://127.0.0.1:${options.upstreamPort}'] } },
   routes: [{ path: '/items', methods: ['GET'], upstream: 'bench', plugins: ${options.plugins ?? '[]'} }],
 });

@@ -217,24 +217,22 @@ function toGatewayError(thrown: unknown): GatewayError {
 /** The server span, named by the route's pattern (never the raw path, which would explode cardinality). */
 function beginTrace(tracing: Tracing, ctx: RequestContext, req: IncomingMessage, route: CompiledRoute | null, scheme: string): void {
   const method = ctx.request.method;
-  const attributes: Record<string, string | number> = {
-    'http.request.method': method,
-    'url.path': ctx.request.path,
-    'url.scheme': scheme,
-    'network.protocol.version': req.httpVersion,
-  };
-  if (route !== null) attributes['http.route'] = route.info.pattern;
-  const traced = tracing.startServerSpan(req, route === null ? method : `${method} ${route.info.pattern}`, attributes);
+  const traced = tracing.startServerSpan(req, route === null ? method : `${method} ${route.info.pattern}`);
   ctx[kRequestTrace] = traced;
   ctx.span = traced.span;
   if (!traced.span.isRecording()) return;
-  // Attributes that cost something to compute are only worth it for a span that is kept.
+  const span = traced.span;
+  span.setAttribute('http.request.method', method);
+  span.setAttribute('url.path', ctx.request.path);
+  span.setAttribute('url.scheme', scheme);
+  span.setAttribute('network.protocol.version', req.httpVersion);
+  if (route !== null) span.setAttribute('http.route', route.info.pattern);
   const host = requestHost(req);
-  if (host !== undefined) traced.span.setAttribute('server.address', host);
-  traced.span.setAttribute('client.address', ctx.request.ip);
+  if (host !== undefined) span.setAttribute('server.address', host);
+  span.setAttribute('client.address', ctx.request.ip);
   const agent = req.headers['user-agent'];
-  if (agent !== undefined) traced.span.setAttribute('user_agent.original', agent);
-  traced.span.setAttribute('tollgate.request.id', ctx.id);
+  if (agent !== undefined) span.setAttribute('user_agent.original', agent);
+  span.setAttribute('tollgate.request.id', ctx.id);
   ctx[kTraceHook] = (name, startedAt, pending) => traceAsyncHook(traced, name, startedAt, pending);
 }
 

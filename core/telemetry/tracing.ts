@@ -13,15 +13,24 @@ import {
   type Tracer,
 } from '@opentelemetry/api';
 import { W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
-import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
 import { startNodeSdk } from '@opentelemetry/sdk-node';
-import { BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  BatchSpanProcessor,
+  ParentBasedSampler,
+  TraceIdRatioBasedSampler,
+  type Sampler,
+} from '@opentelemetry/sdk-trace';
 import type { Logger } from 'pino';
 import type { ParsedTelemetry } from '../config/schema.ts';
 import { TOLLGATE_VERSION } from '../version.ts';
+import { OTLPTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 
 type TracingConfig = Exclude<ParsedTelemetry['tracing'], false>;
+
+const SERVER = { kind: SpanKind.SERVER };
 
 const headerGetter: TextMapGetter<IncomingMessage['headers']> = {
   keys: (carrier) => Object.keys(carrier),
@@ -64,9 +73,7 @@ export class Tracing {
         'tollgate.worker.id': workerId,
       },
       spanProcessors: [new BatchSpanProcessor({ exporter, ...batchOptionsFromEnv() })],
-      ...(config.sampleRatio === undefined
-        ? {}
-        : { sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(config.sampleRatio) }) }),
+      ...(config.sampleRatio === undefined ? {} : { sampler: new ParentBasedSampler({ root: rootSampler(config.sampleRatio) }) }),
       propagators: config.propagators.map(propagatorFor),
       // Metrics and logs have their own paths (Prometheus on the admin listener, pino).
       metricReaders: [],
@@ -76,10 +83,14 @@ export class Tracing {
     return new Tracing(sdk, config, logger);
   }
 
-  /** Starts the server span of a request, as a child of the caller's context when it sent one. */
-  startServerSpan(req: IncomingMessage, name: string, attributes: Record<string, string | number>): RequestTrace {
+  /**
+   * Starts the server span of a request, as a child of the caller's context when it sent one.
+   * Attributes go on after sampling, and only on a span that is kept: the SDK validates every
+   * attribute it is handed, which a dropped span would pay for in vain.
+   */
+  startServerSpan(req: IncomingMessage, name: string): RequestTrace {
     const parent = propagation.extract(ROOT_CONTEXT, req.headers, headerGetter);
-    const span = this.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent);
+    const span = this.tracer.startSpan(name, SERVER, parent);
     return { tracing: this, span, context: trace.setSpan(parent, span), client: null };
   }
 
@@ -167,6 +178,13 @@ export function traceAsyncHook<T>(request: RequestTrace, name: string, startTime
       throw error;
     },
   );
+}
+
+/** 0 and 1 need no arithmetic on the trace id: every request pays for the sampler's decision. */
+function rootSampler(ratio: number): Sampler {
+  if (ratio === 0) return new AlwaysOffSampler();
+  if (ratio === 1) return new AlwaysOnSampler();
+  return new TraceIdRatioBasedSampler(ratio);
 }
 
 /** The standard `OTEL_BSP_*` variables, which a processor built by hand does not read by itself. */
