@@ -3,7 +3,8 @@ import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'nod
 import { dirname, join } from 'node:path';
 import { REPO, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
-import { startUpstream, type TestUpstream } from './support/upstream.ts';
+import { closedPort, startUpstream, type TestUpstream } from './support/upstream.ts';
+import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.ts';
 
 /** The ```ts file=PATH blocks of a doc, as { path: source }. */
 function codeFiles(doc: string): Record<string, string> {
@@ -146,5 +147,47 @@ describe('docs/plugins/rate-limit.md', () => {
     expect(Number(denied.headers['retry-after'])).to.be.within(29, 30);
     expect(denied.json().error).to.include({ code: 'TG_ERR_RATE_LIMITED', message: 'Too many requests' });
     expect(denied.json().error.details).to.deep.equal({ retryAfterSeconds: Number(denied.headers['retry-after']) });
+  });
+});
+
+describe('docs/observability.md', () => {
+  let upstream: TestUpstream;
+  let receiver: OtlpReceiver;
+  let gateway: GatewayProcess;
+  let admin = '';
+  let dir = '';
+
+  before(async () => {
+    upstream = await startUpstream();
+    receiver = await startOtlpReceiver();
+    const adminPort = await closedPort();
+    admin = `http://127.0.0.1:${adminPort}`;
+    dir = materialise('docs/observability.md');
+    gateway = await startGatewayFrom(join(dir, 'gateway.config.ts'), {
+      env: { PORT: '0', ADMIN_PORT: String(adminPort), OTLP_ENDPOINT: receiver.url, ORDERS_URL: upstream.url, OTEL_BSP_SCHEDULE_DELAY: '50' },
+    });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+    await receiver?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('continues a sampled caller\'s trace to the collector and returns the trace id', async () => {
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    const res = await send(`${gateway.url}/orders/1`, { headers: { traceparent: `00-${traceId}-00f067aa0ba902b7-01` } });
+    expect(res.headers['x-trace-id']).to.equal(traceId);
+    const span = await receiver.waitForSpan((s) => s.traceId === traceId && s.name === 'GET /orders/:id');
+    expect(span.resource['service.name']).to.equal('edge');
+  });
+
+  it('serves the documented metrics on the admin listener', async () => {
+    await send(`${gateway.url}/orders/2`);
+    const res = await send(`${admin}/metrics`);
+    expect(res.status).to.equal(200);
+    expect(res.text).to.match(/^http_server_request_duration_seconds_count\{.*http_route="\/orders\/:id".*\} \d+$/m);
+    expect(res.text).to.include('tollgate_rate_limit_decisions_total{decision="allowed",store="host"}');
   });
 });
