@@ -98,8 +98,8 @@ if (redis) {
 
 // Tracing, exporting to a local OTLP sink (on the load side's core), at 100 % and 0 % sampling.
 const sinkPort = await startChild('bench/otlp-sink.ts');
-for (const [name, ratio] of [['tracing 100 %', 1], ['tracing 0 %', 0]] as const) {
-  const telemetry = `{ otlp: { endpoint: 'http://127.0.0.1:${sinkPort}' }, tracing: { sampleRatio: ${ratio} } }`;
+for (const [name, ratio, protocol] of [['tracing 100 %', 1, 'http/protobuf'], ['tracing 100 %, json', 1, 'http/json'], ['tracing 0 %', 0, 'http/protobuf']] as const) {
+  const telemetry = `{ otlp: { endpoint: 'http://127.0.0.1:${sinkPort}', protocol: '${protocol}' }, tracing: { sampleRatio: ${ratio} } }`;
   const gateway = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, telemetry });
   children.push(gateway.child);
   subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids });

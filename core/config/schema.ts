@@ -79,6 +79,7 @@ const telemetry = z.strictObject({
     .strictObject({
       endpoint: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }).optional(),
       headers: z.record(z.string(), z.string()).optional(),
+      protocol: z.enum(['http/protobuf', 'http/json']).optional(),
     })
     .prefault({}),
 });

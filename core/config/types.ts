@@ -121,6 +121,11 @@ export interface TelemetryConfig {
     /** Base URL of the collector; `/v1/traces` is appended. */
     endpoint?: string;
     headers?: Record<string, string>;
+    /**
+     * OTLP encoding. Default: `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL`, else `'http/protobuf'`.
+     * `'http/json'` costs the worker less CPU per span.
+     */
+    protocol?: 'http/protobuf' | 'http/json';
   };
 }
 

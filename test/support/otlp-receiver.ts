@@ -27,6 +27,8 @@ export interface OtlpReceiver {
   /** Base URL, as `telemetry.otlp.endpoint` takes it. */
   url: string;
   spans: ReceivedSpan[];
+  /** The encodings exports arrived in. */
+  encodings: Set<'json' | 'protobuf'>;
   /** Resolves once a span that matches has arrived. */
   waitForSpan(match: (span: ReceivedSpan) => boolean, timeoutMs?: number): Promise<ReceivedSpan>;
   close(): Promise<void>;
@@ -35,15 +37,19 @@ export interface OtlpReceiver {
 /** An OTLP/HTTP receiver on loopback that decodes protobuf trace exports. */
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
+  const encodings = new Set<'json' | 'protobuf'>();
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
-      if (req.url !== '/v1/traces' || req.headers['content-type'] !== 'application/x-protobuf') {
+      const json = req.headers['content-type'] === 'application/json';
+      if (req.url !== '/v1/traces' || (!json && req.headers['content-type'] !== 'application/x-protobuf')) {
         res.writeHead(415).end();
         return;
       }
-      const request = ExportTraceServiceRequest.decode(Buffer.concat(chunks));
+      // OTLP/JSON is the protobuf message's canonical JSON mapping (ids as hex): fromObject decodes it.
+      const request = json ? ExportTraceServiceRequest.fromObject(jsonIds(JSON.parse(Buffer.concat(chunks).toString('utf8')))) : ExportTraceServiceRequest.decode(Buffer.concat(chunks));
+      encodings.add(json ? 'json' : 'protobuf');
       for (const resourceSpans of request.resourceSpans) {
         const resource = attributesOf(resourceSpans.resource?.attributes ?? []);
         for (const scopeSpans of resourceSpans.scopeSpans) {
@@ -70,6 +76,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   return {
     url: `http://127.0.0.1:${port}`,
     spans,
+    encodings,
     async waitForSpan(match, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
       for (;;) {
@@ -81,6 +88,18 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     },
     close: () => new Promise((resolve) => server.close(() => resolve())),
   };
+}
+
+/** OTLP/JSON writes trace and span ids as hex; protobufjs's fromObject reads bytes as base64. */
+function jsonIds(request: any): any {
+  for (const resourceSpans of request.resourceSpans ?? []) {
+    for (const scopeSpans of resourceSpans.scopeSpans ?? []) {
+      for (const span of scopeSpans.spans ?? []) {
+        for (const field of ['traceId', 'spanId', 'parentSpanId']) if (span[field]) span[field] = Buffer.from(span[field], 'hex').toString('base64');
+      }
+    }
+  }
+  return request;
 }
 
 function hex(bytes: Uint8Array | undefined): string {

@@ -153,6 +153,26 @@ describe('tracing', () => {
       expect(receiver.spans.some((s) => s.traceId === traceId && s.kind === SPAN_KIND.SERVER)).to.equal(true);
     });
 
+    it('exports OTLP/JSON instead of protobuf when the config asks for it', async () => {
+      const jsonReceiver = await startOtlpReceiver();
+      const gateway = await startGateway(
+        config(upstream, jsonReceiver, `{ sampleRatio: 1, responseHeader: 'x-trace-id' }`).replace(`otlp: { endpoint: '${jsonReceiver.url}' }`, `otlp: { endpoint: '${jsonReceiver.url}', protocol: 'http/json' }`),
+        { env: { OTEL_BSP_SCHEDULE_DELAY: '50' } },
+      );
+      try {
+        const res = await send(`${gateway.url}/orders/5`);
+        const traceId = String(res.headers['x-trace-id']);
+        const span = await jsonReceiver.waitForSpan((s) => s.traceId === traceId && s.kind === SPAN_KIND.SERVER);
+        expect(span.name).to.equal('GET /orders/:id');
+        expect(span.attributes).to.include({ 'http.response.status_code': 200 });
+        expect([...jsonReceiver.encodings]).to.deep.equal(['json']);
+        expect([...receiver.encodings]).to.deep.equal(['protobuf']);
+      } finally {
+        await gateway.stop();
+        await jsonReceiver.close();
+      }
+    });
+
     it('writes B3 headers upstream when asked to, for backends that predate W3C trace context', async () => {
       const gateway = await startGateway(config(upstream, receiver, `{ sampleRatio: 1, propagators: ['b3multi'] }`));
       try {
