@@ -1,7 +1,7 @@
 import type { Span } from '@opentelemetry/api';
 import type { RequestTrace } from './telemetry/tracing.ts';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
-import type { Readable } from 'node:stream';
+import type { Duplex, Readable } from 'node:stream';
 import type { Consumer } from './consumer.ts';
 import type { GatewayError } from './errors.ts';
 import { HeaderMap } from './http/header-map.ts';
@@ -123,6 +123,25 @@ export class GatewayResponse {
     this.#upstream = null;
     this.#body = value;
     this.#replaced = true;
+  }
+
+  /**
+   * Sends the body through `through`, a stream that passes the same bytes on (a tap that also keeps
+   * them, say). Unlike assigning `body`, the Content-Length still holds. Errors of the body reach
+   * `through`, so a failed or abandoned body ends it without 'end'.
+   */
+  tap(through: Duplex): void {
+    const body = this.body;
+    if (body === null || typeof body === 'string' || body instanceof Uint8Array) {
+      through.end(body ?? undefined);
+    } else {
+      body.once('error', (error) => through.destroy(error));
+      through.once('close', () => {
+        if (!body.readableEnded) body.destroy();
+      });
+      body.pipe(through);
+    }
+    this.#body = through;
   }
 
   /** True once a plugin assigned a new body: the upstream's Content-Length no longer applies. */

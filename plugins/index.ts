@@ -7,3 +7,4 @@ export { basicAuth } from './basic-auth/index.ts';
 export { acl } from './acl/index.ts';
 export { anyOf } from './any-of/index.ts';
 export { rateLimit } from './rate-limit/index.ts';
+export { cache } from './cache/index.ts';

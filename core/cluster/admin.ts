@@ -12,6 +12,8 @@ export interface AdminControls {
   reload(trigger: string): Promise<ReloadOutcome>;
   /** Prometheus text of every worker's metrics, added up, and the primary's own. */
   metrics(): Promise<{ contentType: string; text: string }>;
+  /** Tells every worker's caches to drop entries; resolves with how many went, in all. */
+  purgeCache(purge: { url?: string; prefix?: string; tag?: string }): Promise<{ purged: number; workers: number }>;
 }
 
 const RELOAD_STATUS: Record<ReloadOutcome['result'], number> = { reloaded: 200, rejected: 422, failed: 500, busy: 409 };
@@ -34,13 +36,23 @@ export async function startAdmin(options: { port: number; host: string; token?: 
       const ready = controls.ready();
       return json(res, ready ? 200 : 503, { ready });
     }
-    if (path !== '/status' && path !== '/reload' && path !== '/metrics') return json(res, 404, { error: 'not found' });
+    if (path !== '/status' && path !== '/reload' && path !== '/metrics' && path !== '/cache/purge') return json(res, 404, { error: 'not found' });
     if (!authorized(req)) return json(res, 401, { error: 'a valid admin token is required' }, { 'www-authenticate': 'Bearer realm="tollgate-admin"' });
     if (path === '/status' && req.method === 'GET') return json(res, 200, controls.status());
     if (path === '/metrics' && req.method === 'GET') {
       controls.metrics().then(
         ({ contentType, text }) => res.writeHead(200, { 'content-type': contentType, 'content-length': Buffer.byteLength(text) }).end(text),
         (error: Error) => json(res, 503, { error: `metrics unavailable: ${error.message}` }),
+      );
+      return;
+    }
+    if (path === '/cache/purge' && req.method === 'POST') {
+      readPurge(req).then(
+        (purge) =>
+          typeof purge === 'string'
+            ? json(res, 400, { error: purge })
+            : controls.purgeCache(purge).then((outcome) => json(res, 200, outcome)),
+        () => json(res, 400, { error: 'the body could not be read' }),
       );
       return;
     }
@@ -55,6 +67,29 @@ export async function startAdmin(options: { port: number; host: string; token?: 
     server.listen(options.port, options.host, resolve);
   });
   return Object.assign(server, { port: (server.address() as AddressInfo).port });
+}
+
+/** `{"url": "https://host/path?q"}`, `{"prefix": "/path/"}` or `{"tag": "product-42"}`; or why not. */
+async function readPurge(req: IncomingMessage): Promise<{ url?: string; prefix?: string; tag?: string } | string> {
+  let text = '';
+  for await (const chunk of req) {
+    text += chunk;
+    if (text.length > 16_384) return 'the body is too large';
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return 'expected a JSON body: {"url": ...}, {"prefix": ...} or {"tag": ...}';
+  }
+  const fields = typeof body === 'object' && body !== null ? Object.entries(body) : [];
+  if (fields.length !== 1 || !['url', 'prefix', 'tag'].includes(fields[0]![0]) || typeof fields[0]![1] !== 'string' || fields[0]![1] === '') {
+    return 'give exactly one of "url", "prefix" or "tag", as a non-empty string';
+  }
+  const [name, value] = fields[0] as [string, string];
+  if (name === 'url' && !URL.canParse(value)) return `"url" must be an absolute URL, got ${JSON.stringify(value)}`;
+  if (name === 'prefix' && !value.startsWith('/')) return '"prefix" is a path and starts with "/"';
+  return { [name]: value };
 }
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -38,6 +38,37 @@ const HEALTHY_RUN_MS = 10_000;
 // Past the drain timeout, workers that are still alive are killed.
 const SHUTDOWN_GRACE_MS = 5_000;
 
+let purgeIds = 0;
+
+/** Sends a cache purge to `workers` and adds up their answers (a worker that does not answer in 2 s counts 0). */
+function broadcastPurge(workers: Worker[], purge: { url?: string; prefix?: string; tag?: string }): Promise<{ purged: number; workers: number }> {
+  const id = ++purgeIds;
+  return new Promise((resolve) => {
+    let purged = 0;
+    let waiting = 0;
+    const listeners = new Map<Worker, (message: { type?: string; id?: number; count?: number }) => void>();
+    const finish = (): void => {
+      clearTimeout(timer);
+      for (const [worker, listener] of listeners) worker.off('message', listener);
+      resolve({ purged, workers: listeners.size });
+    };
+    const timer = setTimeout(finish, 2_000);
+    for (const worker of workers) {
+      if (!worker.isConnected()) continue;
+      const listener = (message: { type?: string; id?: number; count?: number }): void => {
+        if (message?.type !== 'tollgate:cache-purged' || message.id !== id) return;
+        purged += message.count ?? 0;
+        if (--waiting === 0) finish();
+      };
+      listeners.set(worker, listener);
+      worker.on('message', listener);
+      waiting++;
+      worker.send({ type: 'tollgate:cache-purge', id, ...purge });
+    }
+    if (waiting === 0) finish();
+  });
+}
+
 const WORKER_ENTRY = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
 
 /**
@@ -268,6 +299,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
             ready: () => started && !stopping && slots.every((slot) => slot.ready && slot.worker !== null),
             reload,
             metrics: async () => ({ contentType: hostMetrics.contentType, text: await hostMetrics.text() }),
+            purgeCache: (purge) => broadcastPurge(slots.flatMap((slot) => (slot.worker ? [slot.worker] : [])), purge),
             status: () => ({
               pid: process.pid,
               config: filepath,

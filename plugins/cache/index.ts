@@ -1,0 +1,377 @@
+import { PassThrough } from 'node:stream';
+import { z } from 'zod';
+import { definePlugin, durationSchema, type GatewayResponse, type Reply, type RequestContext } from '../../core/index.ts';
+import type { HeaderRecord } from '../../core/http/header-map.ts';
+import { counter } from '../../core/telemetry/metrics.ts';
+import { primaryKey, type KeyOptions } from './cache-key.ts';
+import { parseCacheControl, seconds, type Directives } from './cache-control.ts';
+import { CacheStore, type CacheEntry } from './cache-store.ts';
+import { storability, type NotStored } from './freshness.ts';
+import { onPurge } from './purge.ts';
+
+const options = z.strictObject({
+  /** Freshness for responses whose upstream says nothing about it. Default 0: such responses are not stored. */
+  ttl: durationSchema.default(0),
+  /** Serve a stored response this long past its freshness when the upstream fails (unless it says stale-if-error itself). */
+  staleIfError: durationSchema.default(0),
+  /** Bodies larger than this stream through uncached. Default 1 MiB. */
+  maxEntrySize: z.int().min(1).default(1024 * 1024),
+  /** Bytes of responses this worker keeps (bodies, headers and a per-entry overhead). Default 64 MiB. */
+  maxSize: z.int().min(1024).default(64 * 1024 * 1024),
+  /** Methods whose responses are cached. Default GET and HEAD (HEAD is answered from GET's entries). */
+  methods: z.array(z.enum(['GET', 'HEAD', 'POST'])).default(['GET', 'HEAD']),
+  /** Store responses to requests with Authorization even without `public`/`s-maxage`. Default false. */
+  allowAuthorized: z.boolean().default(false),
+  /** Store responses that set cookies. Default false. */
+  allowCookies: z.boolean().default(false),
+  key: z
+    .strictObject({
+      query: z.strictObject({ include: z.array(z.string()).optional(), exclude: z.array(z.string()).optional() }).default({}),
+      headers: z.array(z.string().toLowerCase()).default([]),
+      consumer: z.boolean().default(false),
+    })
+    .prefault({}),
+  /** Response header whose space- or comma-separated values tag an entry for purge. Default `surrogate-key`. */
+  tagHeader: z.string().toLowerCase().default('surrogate-key'),
+  /** How long concurrent misses for one key wait for the first to fill the cache; 0 disables. Default 5 s. */
+  coalesceTimeout: durationSchema.default(5_000),
+  /** The name in Cache-Status. Default `tollgate`. */
+  name: z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]*$/).default('tollgate'),
+});
+
+interface Pending {
+  primary: string;
+  requestedAt: number;
+  requestCacheControl: Directives;
+  /** The stale entry being revalidated with its validators, if any. */
+  stale: CacheEntry | null;
+  /** Why the response was fetched: Cache-Status `fwd`. */
+  fwd: 'uri-miss' | 'vary-miss' | 'stale' | 'request' | 'bypass' | 'method';
+  /** Resolves when this request's response is stored or known not to be (coalesced misses wait on it). */
+  leader: (() => void) | null;
+}
+
+/** Hop-by-hop and per-response fields a stored response never repeats. */
+const NOT_STORED_HEADERS = new Set(['age', 'cache-status', 'connection', 'keep-alive', 'transfer-encoding', 'x-request-id', 'set-cookie']);
+/** Fields a 304 may update on the stored response (RFC 9111 §4.3.4: all but a few; these are the ones that matter). */
+const UPDATED_BY_304 = ['cache-control', 'date', 'etag', 'expires', 'last-modified', 'vary'];
+
+/**
+ * A shared HTTP cache (RFC 9111) in each worker's memory, with Cache-Status (RFC 9211), request
+ * coalescing and purge by URL, prefix or tag from the admin listener. See docs/plugins/cache.md.
+ */
+export const cache = definePlugin({
+  name: 'cache',
+  version: '1.0.0',
+  options,
+  setup(opts) {
+    const store = new CacheStore(opts.maxSize);
+    const keyOptions: KeyOptions = {
+      includeQuery: opts.key.query.include,
+      excludeQuery: opts.key.query.exclude,
+      headers: opts.key.headers,
+      perConsumer: opts.key.consumer,
+    };
+    const policy = { defaultTtlMs: opts.ttl, allowAuthorized: opts.allowAuthorized, allowCookies: opts.allowCookies };
+    const pending = new WeakMap<RequestContext, Pending>();
+    const inflight = new Map<string, Promise<void>>();
+    const lookups = counter('tollgate_cache_lookups_total', 'Cache lookups, by result (hit, stale, miss, bypass).', ['result'] as const);
+    const stopListening = onPurge((purge) => {
+      if (purge.url !== undefined) return store.purgeUrl(`GET ${normaliseUrl(purge.url)}`);
+      if (purge.prefix !== undefined) return store.purgePrefix(purge.prefix);
+      return store.purgeTag(purge.tag!);
+    });
+
+    const status = (fields: string): string => `${opts.name}; ${fields}`;
+
+    const fromEntry = (ctx: RequestContext, entry: CacheEntry, ageMs: number, fields: string): Reply => {
+      const headers: Record<string, string | string[]> = { ...(entry.headers as Record<string, string | string[]>) };
+      headers.age = String(Math.floor(ageMs / 1000));
+      headers['cache-status'] = status(fields);
+      if (notModified(ctx, entry)) {
+        const kept: Record<string, string | string[]> = {};
+        for (const name of ['cache-control', 'content-location', 'date', 'etag', 'expires', 'vary', 'last-modified', 'age', 'cache-status']) {
+          if (headers[name] !== undefined) kept[name] = headers[name]!;
+        }
+        return { status: 304, headers: kept, body: null };
+      }
+      return { status: entry.status, headers, body: entry.body };
+    };
+
+    // Synchronous unless it waits for a coalesced miss: a hit costs no promise.
+    const lookup = (ctx: RequestContext, primary: string, requestCacheControl: Directives, waited: boolean): Reply | void | Promise<Reply | void> => {
+      const found = store.lookup(primary, ctx.request.headers);
+      const now = Date.now();
+      if (typeof found !== 'string') {
+        const ageMs = found.initialAgeMs + (now - found.receivedAt);
+        const ttlMs = found.freshnessMs - ageMs;
+        const maxAge = seconds(requestCacheControl, 'max-age');
+        const acceptable = ttlMs > 0 && !requestCacheControl.has('no-cache') && (maxAge === null || ageMs <= maxAge * 1000);
+        if (acceptable) {
+          lookups.inc({ result: 'hit' });
+          return fromEntry(ctx, found, ageMs, `hit; ttl=${Math.floor(ttlMs / 1000)}`);
+        }
+        // Stale (or the client wants it revalidated): ask the upstream, with our validators if we have them.
+        lookups.inc({ result: 'stale' });
+        const state: Pending = { primary, requestedAt: now, requestCacheControl, stale: found, fwd: requestCacheControl.has('no-cache') ? 'request' : 'stale', leader: null };
+        pending.set(ctx, state);
+        const etag = header(found.headers.etag);
+        const lastModified = header(found.headers['last-modified']);
+        ctx.upstreamRequest.headers.delete('if-none-match');
+        ctx.upstreamRequest.headers.delete('if-modified-since');
+        if (etag !== undefined) ctx.upstreamRequest.headers.set('if-none-match', etag);
+        else if (lastModified !== undefined) ctx.upstreamRequest.headers.set('if-modified-since', lastModified);
+        return;
+      }
+      if (requestCacheControl.has('only-if-cached')) {
+        return { status: 504, headers: { 'cache-status': status(`fwd=${found}; detail=only-if-cached`) }, json: { error: { code: 'TG_ERR_NOT_CACHED', message: 'The response is not in the cache' } } };
+      }
+      // Another request is already fetching this URL: wait for it rather than ask the upstream again.
+      const leading = inflight.get(primary);
+      if (leading !== undefined && !waited && opts.coalesceTimeout > 0) {
+        let timer!: NodeJS.Timeout;
+        const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, opts.coalesceTimeout)));
+        return Promise.race([leading, timeout]).then(() => {
+          clearTimeout(timer);
+          return lookup(ctx, primary, requestCacheControl, true);
+        });
+      }
+      lookups.inc({ result: 'miss' });
+      const state: Pending = { primary, requestedAt: now, requestCacheControl, stale: null, fwd: found, leader: null };
+      if (!inflight.has(primary)) {
+        let release!: () => void;
+        inflight.set(primary, new Promise<void>((resolve) => (release = resolve)));
+        state.leader = () => {
+          inflight.delete(primary);
+          release();
+        };
+      }
+      pending.set(ctx, state);
+    };
+
+    const store304 = (ctx: RequestContext, state: Pending, response: GatewayResponse): void => {
+      const entry = state.stale!;
+      for (const name of UPDATED_BY_304) {
+        const value = response.headers.get(name);
+        if (value !== undefined) entry.headers[name] = value;
+      }
+      const fresh = storability(
+        { authorization: ctx.request.headers.authorization !== undefined, cacheControl: state.requestCacheControl },
+        { status: entry.status, headers: new RecordView(entry.headers) },
+        policy,
+        state.requestedAt,
+        Date.now(),
+      );
+      response.status = entry.status;
+      replaceHeaders(response, entry.headers);
+      response.body = entry.body;
+      if (typeof fresh === 'string') {
+        store.delete(entry.key);
+        response.headers.set('cache-status', status(`fwd=${state.fwd}; fwd-status=304; detail=${fresh}`));
+        return;
+      }
+      Object.assign(entry, { receivedAt: Date.now(), initialAgeMs: fresh.initialAgeMs, freshnessMs: fresh.freshnessMs, mustRevalidate: fresh.mustRevalidate });
+      response.headers.set('age', '0');
+      response.headers.set('cache-status', status(`fwd=${state.fwd}; fwd-status=304; stored; ttl=${Math.floor(fresh.freshnessMs / 1000)}`));
+    };
+
+    const storeResponse = (ctx: RequestContext, state: Pending, response: GatewayResponse): void => {
+      const decision = storability(
+        { authorization: ctx.request.headers.authorization !== undefined, cacheControl: state.requestCacheControl },
+        response,
+        policy,
+        state.requestedAt,
+        Date.now(),
+      );
+      const fwd = `fwd=${state.fwd}; fwd-status=${response.status}`;
+      const length = Number(response.headers.get('content-length') ?? -1);
+      if (typeof decision === 'string' || ctx.request.method === 'HEAD' || length > opts.maxEntrySize) {
+        const detail = typeof decision === 'string' ? decision : ctx.request.method === 'HEAD' ? 'head' : 'too-large';
+        response.headers.set('cache-status', status(`${fwd}; detail=${detail}`));
+        if (state.stale !== null) store.delete(state.stale.key);
+        state.leader?.();
+        return;
+      }
+      const vary = varyNames(response.headers.getAll('vary'));
+      const key = store.keyFor(state.primary, vary, ctx.request.headers);
+      const headers: HeaderRecord = {};
+      for (const [name, value] of Object.entries(response.headers.toRecord())) {
+        if (value !== undefined && !NOT_STORED_HEADERS.has(name)) headers[name] = value;
+      }
+      const tags = (response.headers.get(opts.tagHeader) ?? '').split(/[\s,]+/).filter(Boolean);
+      const receivedAt = Date.now();
+      response.headers.set('cache-status', status(`${fwd}; stored; ttl=${Math.floor((decision.freshnessMs - decision.initialAgeMs) / 1000)}`));
+      // Store once the whole body has streamed to the client; a body that fails or is abandoned half
+      // way (the client left) never reaches the cache.
+      const chunks: Buffer[] = [];
+      let size = 0;
+      const tap = new PassThrough({
+        transform(chunk: Buffer, _encoding, callback) {
+          if (size <= opts.maxEntrySize) {
+            size += chunk.byteLength;
+            chunks.push(chunk);
+          }
+          callback(null, chunk);
+        },
+      });
+      let stored = false;
+      tap.once('end', () => {
+        if (size <= opts.maxEntrySize) {
+          store.set(
+            {
+              key,
+              primary: state.primary,
+              path: ctx.request.path,
+              status: response.status,
+              headers,
+              body: Buffer.concat(chunks, size),
+              receivedAt,
+              initialAgeMs: decision.initialAgeMs,
+              freshnessMs: decision.freshnessMs,
+              staleIfErrorMs: Math.max(decision.staleIfErrorMs, opts.staleIfError),
+              mustRevalidate: decision.mustRevalidate,
+              tags,
+            },
+            vary,
+          );
+          stored = true;
+        }
+        state.leader?.();
+      });
+      tap.once('close', () => {
+        if (!stored) state.leader?.();
+      });
+      response.tap(tap);
+    };
+
+    const serveStaleOnError = (ctx: RequestContext, state: Pending): Reply | void => {
+      const entry = state.stale;
+      if (entry === null || entry.mustRevalidate) return;
+      const ageMs = entry.initialAgeMs + (Date.now() - entry.receivedAt);
+      if (ageMs > entry.freshnessMs + entry.staleIfErrorMs) return;
+      return fromEntry(ctx, entry, ageMs, `hit; fwd=stale; detail=stale-if-error; ttl=${Math.floor((entry.freshnessMs - ageMs) / 1000)}`);
+    };
+
+    return {
+      onRequest(ctx) {
+        if (!opts.methods.includes(ctx.request.method as 'GET')) {
+          pending.set(ctx, { primary: '', requestedAt: 0, requestCacheControl: new Map(), stale: null, fwd: 'method', leader: null });
+          return;
+        }
+        const requestCacheControl = parseCacheControl(ctx.request.headers['cache-control']);
+        const authorized = ctx.request.headers.authorization !== undefined && !opts.allowAuthorized;
+        if (requestCacheControl.has('no-store') || authorized) {
+          lookups.inc({ result: 'bypass' });
+          pending.set(ctx, { primary: '', requestedAt: 0, requestCacheControl, stale: null, fwd: 'bypass', leader: null });
+          return;
+        }
+        return lookup(ctx, primaryKey(ctx, schemeOf(ctx), keyOptions), requestCacheControl, false);
+      },
+
+      onResponse(ctx, response) {
+        const state = pending.get(ctx);
+        if (state === undefined) return;
+        if (state.fwd === 'method' || state.fwd === 'bypass') {
+          if (response.source === 'upstream') response.headers.set('cache-status', status(`fwd=${state.fwd}`));
+          // A request that changes a resource invalidates what is stored for it (RFC 9111 §4.4).
+          if (state.fwd === 'method' && response.status < 400 && ctx.request.method !== 'GET' && ctx.request.method !== 'HEAD') {
+            store.purgeUrl(`GET ${schemeOf(ctx)}://${(ctx.request.headers.host ?? '').toLowerCase()}${ctx.request.path}`);
+          }
+          return;
+        }
+        if (response.source !== 'upstream') {
+          state.leader?.();
+          return;
+        }
+        if (state.stale !== null && response.status === 304) {
+          store304(ctx, state, response);
+          state.leader?.();
+          return;
+        }
+        if (response.status >= 500 && state.stale !== null) {
+          const stale = serveStaleOnError(ctx, state);
+          if (stale !== undefined) {
+            response.status = stale.status;
+            replaceHeaders(response, stale.headers as HeaderRecord);
+            response.body = stale.body ?? null;
+            state.leader?.();
+            return;
+          }
+        }
+        storeResponse(ctx, state, response);
+      },
+
+      onError(ctx) {
+        const state = pending.get(ctx);
+        if (state === undefined) return;
+        state.leader?.();
+        return serveStaleOnError(ctx, state);
+      },
+
+      close() {
+        stopListening();
+      },
+    };
+  },
+});
+
+function schemeOf(ctx: RequestContext): string {
+  return (ctx.request.raw.socket as { encrypted?: boolean } | null)?.encrypted ? 'https' : 'http';
+}
+
+/** A purge URL as the cache keys it: lower-case host, query parameters sorted. */
+function normaliseUrl(raw: string): string {
+  const url = new URL(raw);
+  const query = url.search.slice(1).split('&').filter(Boolean).sort().join('&');
+  return `${url.protocol}//${url.host.toLowerCase()}${url.pathname}${query ? `?${query}` : ''}`;
+}
+
+/** Whether the client's own conditional request is satisfied by the stored response (RFC 9110 §13.1). */
+function notModified(ctx: RequestContext, entry: CacheEntry): boolean {
+  if (entry.status !== 200) return false;
+  const ifNoneMatch = ctx.request.headers['if-none-match'];
+  const etag = header(entry.headers.etag);
+  if (ifNoneMatch !== undefined) {
+    if (etag === undefined) return false;
+    const weak = (tag: string): string => tag.trim().replace(/^W\//, '');
+    return ifNoneMatch.trim() === '*' || ifNoneMatch.split(',').some((tag) => weak(tag) === weak(etag));
+  }
+  const since = ctx.request.headers['if-modified-since'];
+  const lastModified = header(entry.headers['last-modified']);
+  if (since === undefined || lastModified === undefined) return false;
+  const sinceMs = Date.parse(since);
+  const modifiedMs = Date.parse(lastModified);
+  return !Number.isNaN(sinceMs) && !Number.isNaN(modifiedMs) && modifiedMs <= sinceMs;
+}
+
+function varyNames(values: string[]): string[] {
+  const names = new Set<string>();
+  for (const value of values) for (const name of value.split(',')) if (name.trim() !== '') names.add(name.trim().toLowerCase());
+  return [...names].sort();
+}
+
+function header(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value[0] : value;
+}
+
+function replaceHeaders(response: GatewayResponse, headers: HeaderRecord): void {
+  for (const name of Object.keys(response.headers.toRecord())) response.headers.delete(name);
+  for (const [name, value] of Object.entries(headers)) if (value !== undefined) response.headers.set(name, value);
+}
+
+/** A stored header record seen through the `get`/`getAll` the freshness rules read. */
+class RecordView {
+  readonly #record: HeaderRecord;
+  constructor(record: HeaderRecord) {
+    this.#record = record;
+  }
+  get(name: string): string | undefined {
+    return header(this.#record[name]);
+  }
+  getAll(name: string): string[] {
+    const value = this.#record[name];
+    return value === undefined ? [] : Array.isArray(value) ? value : [value];
+  }
+}
+
+export type { NotStored };

@@ -1,0 +1,301 @@
+import { expect } from 'chai';
+import { request } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { CORE, PLUGINS, startGateway, type GatewayProcess } from '../support/gateway-process.ts';
+import { send, type TestResponse } from '../support/http.ts';
+import { closedPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
+
+const TOKEN = 'cache-admin-token-0123456789';
+
+/** An upstream whose answers the tests pick by path, counting how often each path is asked. */
+function origin() {
+  const hits = new Map<string, number>();
+  let failing = false;
+  const handler = (req: IncomingMessage, res: ServerResponse): void => {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const count = (hits.get(path) ?? 0) + 1;
+    hits.set(path, count);
+    req.resume();
+    const body = (text: string, headers: Record<string, string> = {}, status = 200): void => {
+      res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(text), ...headers });
+      res.end(text);
+    };
+    switch (path) {
+      case '/fresh':
+      case '/prefix/a':
+      case '/prefix/b':
+        return body(`${path} #${count}`, { 'cache-control': 'max-age=60' });
+      case '/short':
+        return body(`short #${count}`, { 'cache-control': 'max-age=1' });
+      case '/no-store':
+        return body(`#${count}`, { 'cache-control': 'no-store' });
+      case '/private':
+        return body(`#${count}`, { 'cache-control': 'private, max-age=60' });
+      case '/cookie':
+        return body(`#${count}`, { 'cache-control': 'max-age=60', 'set-cookie': 'session=1' });
+      case '/silent':
+        return body(`#${count}`);
+      case '/vary':
+        return body(`${req.headers['accept-language']} #${count}`, { 'cache-control': 'max-age=60', vary: 'Accept-Language' });
+      case '/etag':
+        if (req.headers['if-none-match'] === '"v1"') {
+          res.writeHead(304, { etag: '"v1"', 'cache-control': 'max-age=1' });
+          return void res.end();
+        }
+        return body(`etag #${count}`, { etag: '"v1"', 'cache-control': 'max-age=1' });
+      case '/flaky':
+        if (failing) return body('broken', {}, 500);
+        return body(`flaky #${count}`, { 'cache-control': 'max-age=1, stale-if-error=60' });
+      case '/slow':
+        setTimeout(() => body(`slow #${count}`, { 'cache-control': 'max-age=60' }), 300);
+        return;
+      case '/tagged':
+        return body(`tagged #${count}`, { 'cache-control': 'max-age=60', 'surrogate-key': 'product-1 catalog' });
+      case '/big':
+        return body('x'.repeat(4096) + `#${count}`, { 'cache-control': 'max-age=60' });
+      case '/dribble':
+        // A body that takes a while, for a client that leaves half way.
+        res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '20', 'cache-control': 'max-age=60' });
+        res.write('first-half');
+        setTimeout(() => res.end(`second#${String(count).padStart(3, '0')}`), 300);
+        return;
+      default:
+        return body('not here', {}, 404);
+    }
+  };
+  return { hits, handler, fail: (value: boolean) => (failing = value) };
+}
+
+describe('cache', () => {
+  const upstreamState = origin();
+  let upstream: TestUpstream;
+  let gateway: GatewayProcess;
+  const hits = (path: string): number => upstreamState.hits.get(path) ?? 0;
+  const get = (path: string, headers: Record<string, string> = {}): Promise<TestResponse> => send(`${gateway.url}${path}`, { headers });
+
+  const start = async (workers: number): Promise<{ gateway: GatewayProcess; admin: string }> => {
+    const adminPort = await closedPort();
+    const started = await startGateway(
+      `
+      import { defineConfig } from '${CORE}';
+      import { cache } from '${PLUGINS}';
+      export default defineConfig({
+        listen: { port: 0, host: '127.0.0.1' },
+        admin: { port: ${adminPort}, token: '${TOKEN}' },
+        upstreams: { app: { targets: ['${upstream.url}'] } },
+        routes: [
+          { path: '/silent', name: 'silent-with-ttl', upstream: 'app', plugins: [cache({ ttl: '30s', key: { query: { exclude: ['utm_source'] } } })] },
+          { path: '/big', upstream: 'app', plugins: [cache({ maxEntrySize: 1024 })] },
+          { path: '/*', upstream: 'app', plugins: [cache({ key: { query: { exclude: ['utm_source'] } } })] },
+        ],
+      });
+    `,
+      { workers },
+    );
+    return { gateway: started, admin: `http://127.0.0.1:${adminPort}` };
+  };
+
+  // One worker, so that what one request stores the next one finds.
+  before(async () => {
+    upstream = await startUpstream(upstreamState.handler);
+    ({ gateway } = await start(1));
+  });
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+  });
+
+  /** Requests a path until every worker has it (with two, connections land on either). */
+  const warmEverywhere = async (path: string): Promise<void> => {
+    for (let i = 0; i < 20; i++) await get(path);
+  };
+
+  it('serves a fresh response from the cache, with Age and Cache-Status, without asking the upstream', async () => {
+    const first = await get('/fresh');
+    expect(first.headers['cache-status']).to.match(/^tollgate; fwd=uri-miss; fwd-status=200; stored; ttl=(59|60)$/);
+    await warmEverywhere('/fresh');
+    const before = hits('/fresh');
+    const hit = await get('/fresh');
+    expect(hits('/fresh')).to.equal(before);
+    expect(hit.text).to.equal('/fresh #1');
+    expect(hit.headers['cache-status']).to.match(/^tollgate; hit; ttl=\d+$/);
+    expect(Number(hit.headers.age)).to.be.within(0, 2);
+    expect(hit.headers['content-length']).to.equal(String(hit.text.length));
+  });
+
+  it('asks the upstream again once the response is stale', async () => {
+    await warmEverywhere('/short');
+    const before = hits('/short');
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const again = await get('/short');
+    expect(hits('/short')).to.equal(before + 1);
+    expect(again.headers['cache-status']).to.match(/fwd=stale; fwd-status=200; stored/);
+  });
+
+  for (const [path, detail] of [['/no-store', 'no-store'], ['/private', 'private'], ['/cookie', 'set-cookie'], ['/nowhere', 'status']] as const) {
+    it(`never stores a response that is ${detail === 'status' ? 'a 404 without freshness' : detail}`, async () => {
+      const first = await get(path);
+      await get(path);
+      expect(hits(path)).to.equal(2);
+      expect(first.headers['cache-status']).to.include(`detail=${detail === 'status' ? 'no-freshness' : detail}`);
+    });
+  }
+
+  it('never stores nor serves a response to a request with Authorization', async () => {
+    await warmEverywhere('/fresh');
+    const before = hits('/fresh');
+    const res = await get('/fresh', { authorization: 'Bearer x' });
+    expect(hits('/fresh')).to.equal(before + 1);
+    expect(res.headers['cache-status']).to.equal('tollgate; fwd=bypass');
+  });
+
+  it('stores the variants a response Varies on, each for the request headers it was made for', async () => {
+    for (let i = 0; i < 10; i++) {
+      expect((await get('/vary', { 'accept-language': 'fr' })).text).to.match(/^fr #/);
+      expect((await get('/vary', { 'accept-language': 'de' })).text).to.match(/^de #/);
+    }
+    expect(hits('/vary')).to.equal(2);
+  });
+
+  it('revalidates a stale entry with its ETag and serves the stored body on 304', async () => {
+    await warmEverywhere('/etag');
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const before = upstream.requests.length;
+    const res = await get('/etag');
+    expect(res.status).to.equal(200);
+    expect(res.text).to.equal('etag #1');
+    expect(res.headers['cache-status']).to.match(/fwd=stale; fwd-status=304; stored/);
+    expect(upstream.requests[before]!.headers['if-none-match']).to.equal('"v1"');
+  });
+
+  it("answers a client's matching If-None-Match with 304 from the cache", async () => {
+    await warmEverywhere('/etag');
+    const before = hits('/etag');
+    const res = await get('/etag', { 'if-none-match': 'W/"v1"' });
+    expect(res.status).to.equal(304);
+    expect(res.text).to.equal('');
+    expect(res.headers.etag).to.equal('"v1"');
+    expect(hits('/etag')).to.equal(before);
+  });
+
+  it('serves the stale entry when the upstream fails within stale-if-error', async () => {
+    await warmEverywhere('/flaky');
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    upstreamState.fail(true);
+    try {
+      const res = await get('/flaky');
+      expect(res.status).to.equal(200);
+      expect(res.text).to.match(/^flaky #/);
+      expect(res.headers['cache-status']).to.include('detail=stale-if-error');
+    } finally {
+      upstreamState.fail(false);
+    }
+  });
+
+  it('sends one upstream request for many concurrent misses of one URL (per worker)', async () => {
+    const responses = await Promise.all(Array.from({ length: 60 }, () => get('/slow')));
+    expect(responses.every((r) => r.status === 200 && /^slow #\d$/.test(r.text))).to.equal(true);
+    expect(hits('/slow')).to.equal(1);
+  });
+
+  it('keys by the sorted query, without excluded parameters; HEAD is answered from GET', async () => {
+    const first = await get('/fresh?b=2&a=1');
+    const count = hits('/fresh');
+    for (let i = 0; i < 6; i++) await get('/fresh?a=1&b=2&utm_source=mail');
+    expect(hits('/fresh')).to.equal(count);
+    const head = await send(`${gateway.url}/fresh?a=1&b=2`, { method: 'HEAD' });
+    expect(head.status).to.equal(200);
+    expect(first.status).to.equal(200);
+  });
+
+  it("stores a response without freshness for the route's ttl only", async () => {
+    await warmEverywhere('/silent');
+    expect(hits('/silent')).to.equal(1);
+    expect((await get('/silent')).headers['cache-status']).to.match(/^tollgate; hit; ttl=\d+$/);
+  });
+
+  it('streams a body larger than maxEntrySize through without storing it', async () => {
+    const first = await get('/big');
+    const second = await get('/big');
+    expect(second.text.length).to.equal(4096 + 2);
+    expect(first.headers['cache-status']).to.include('detail=too-large');
+    expect(hits('/big')).to.equal(2);
+  });
+
+  it('does not store a body the client abandoned half way', async () => {
+    await new Promise<void>((resolve) => {
+      const req = request(`${gateway.url}/dribble`, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.end();
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const full = await get('/dribble');
+    expect(full.text).to.match(/^first-halfsecond#\d{3}$/);
+    expect(full.headers['cache-status']).to.include('fwd=uri-miss');
+  });
+
+  it('revalidates on a request with no-cache, and answers only-if-cached misses with 504', async () => {
+    await warmEverywhere('/fresh');
+    const before = hits('/fresh');
+    const res = await get('/fresh', { 'cache-control': 'no-cache' });
+    expect(hits('/fresh')).to.equal(before + 1);
+    expect(res.headers['cache-status']).to.match(/fwd=request/);
+    const miss = await get('/never-cached', { 'cache-control': 'only-if-cached' });
+    expect(miss.status).to.equal(504);
+  });
+
+  describe('purge from the admin listener', () => {
+    let gateway: GatewayProcess;
+    let admin = '';
+    before(async () => {
+      ({ gateway, admin } = await start(2));
+    });
+    after(async () => {
+      await gateway?.stop();
+    });
+    const get = (path: string): Promise<TestResponse> => send(`${gateway.url}${path}`);
+    const warmEverywhere = async (path: string): Promise<void> => {
+      for (let i = 0; i < 20; i++) await get(path);
+    };
+    const purge = (body: unknown) =>
+      send(`${admin}/cache/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+    it('by URL, in every worker', async () => {
+      await warmEverywhere('/fresh');
+      await warmEverywhere('/fresh?page=2');
+      const res = await purge({ url: `${gateway.url}/fresh` });
+      expect(res.status).to.equal(200);
+      expect(res.json()).to.deep.include({ workers: 2 });
+      expect(res.json().purged).to.be.at.least(1);
+      const before = hits('/fresh');
+      await warmEverywhere('/fresh');
+      expect(hits('/fresh')).to.be.within(before + 1, before + 2);
+      // Another URL (another query) is another entry, untouched.
+      await warmEverywhere('/fresh?page=2');
+      expect(hits('/fresh')).to.be.within(before + 1, before + 2);
+    });
+
+    it('by path prefix and by tag', async () => {
+      await warmEverywhere('/prefix/a');
+      await warmEverywhere('/prefix/b');
+      await warmEverywhere('/tagged');
+      expect((await purge({ prefix: '/prefix/' })).json().purged).to.be.at.least(2);
+      expect((await purge({ tag: 'product-1' })).json().purged).to.be.at.least(1);
+      const [a, t] = [hits('/prefix/a'), hits('/tagged')];
+      await get('/prefix/a');
+      await get('/tagged');
+      expect(hits('/prefix/a') + hits('/tagged')).to.be.within(a + t + 1, a + t + 2);
+    });
+
+    it('refuses a malformed purge with 400 and requires the token', async () => {
+      expect((await purge({ url: 'not a url' })).status).to.equal(400);
+      expect((await purge({ url: 'http://x/', tag: 'y' })).status).to.equal(400);
+      const anonymous = await send(`${admin}/cache/purge`, { method: 'POST', body: '{"tag":"x"}' });
+      expect(anonymous.status).to.equal(401);
+    });
+  });
+});
