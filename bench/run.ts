@@ -96,6 +96,11 @@ if (redis) {
   }
 }
 
+// Every request a cache hit (the bench upstream sends no freshness, so the route's ttl applies).
+const cached = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: `[cache({ ttl: '1h' })]` });
+children.push(cached.child);
+subjects.push({ name: 'tollgate + cache hit', url: `http://127.0.0.1:${cached.port}/items`, pids: cached.workerPids });
+
 // Tracing, exporting to a local OTLP sink (on the load side's core), at 100 % and 0 % sampling.
 const sinkPort = await startChild('bench/otlp-sink.ts');
 for (const [name, ratio, protocol] of [['tracing 100 %', 1, 'http/protobuf'], ['tracing 100 %, json', 1, 'http/json'], ['tracing 0 %', 0, 'http/protobuf']] as const) {

@@ -33,7 +33,7 @@ export async function startTollgate(options: {
     config,
     `import { defineConfig } from '${join(REPO, 'core/index.ts')}';
 import * as bundled from '${join(REPO, 'plugins/index.ts')}';
-const { keyAuth, jwtAuth, rateLimit } = bundled;
+const { keyAuth, jwtAuth, rateLimit, cache } = bundled;
 export default defineConfig({
   listen: { port: 0, host: '127.0.0.1' },
   ${options.scheduling ? `scheduling: '${options.scheduling}',` : ''}

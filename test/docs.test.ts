@@ -191,3 +191,44 @@ describe('docs/observability.md', () => {
     expect(res.text).to.include('tollgate_rate_limit_decisions_total{decision="allowed",store="host"}');
   });
 });
+
+describe('docs/plugins/cache.md', () => {
+  let upstream: TestUpstream;
+  let gateway: GatewayProcess;
+  let admin = '';
+  let dir = '';
+
+  before(async () => {
+    upstream = await startUpstream();
+    const adminPort = await closedPort();
+    admin = `http://127.0.0.1:${adminPort}`;
+    dir = materialise('docs/plugins/cache.md');
+    gateway = await startGatewayFrom(join(dir, 'gateway.config.ts'), { env: { PORT: '0', ADMIN_PORT: String(adminPort), CATALOG_URL: upstream.url } });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('stores a response that states no freshness for the route ttl, ignoring tracking parameters', async () => {
+    const first = await send(`${gateway.url}/products/1?utm_source=mail`);
+    expect(first.headers['cache-status']).to.match(/^tollgate; fwd=uri-miss; fwd-status=200; stored; ttl=(29|30)$/);
+    const before = upstream.requests.length;
+    const hit = await send(`${gateway.url}/products/1`);
+    expect(hit.headers['cache-status']).to.match(/^tollgate; hit; ttl=\d+$/);
+    expect(upstream.requests.length).to.equal(before);
+  });
+
+  it('purges with the documented request', async () => {
+    await send(`${gateway.url}/products/2`);
+    const res = await send(`${admin}/cache/purge`, {
+      method: 'POST',
+      headers: { authorization: 'Bearer change-me-to-a-long-secret' },
+      body: JSON.stringify({ prefix: '/products/' }),
+    });
+    expect(res.json()).to.deep.equal({ purged: 2, workers: 1 });
+    expect((await send(`${gateway.url}/products/2`)).headers['cache-status']).to.include('fwd=uri-miss');
+  });
+});

@@ -19,8 +19,8 @@ export interface CacheEntry {
   readonly tags: readonly string[];
 }
 
-/** Per-entry bookkeeping (key strings, header record, the Map slots) on top of the body and headers. */
-const ENTRY_OVERHEAD_BYTES = 512;
+/** Per-entry bookkeeping (entry object, header record, key strings, map and LRU slots) on top of the body and header bytes: measured ~870 B per entry by `npm run bench:cache-memory`. */
+const ENTRY_OVERHEAD_BYTES = 700;
 
 /**
  * A worker's cache, bounded by bytes (body, headers and a fixed overhead per entry), least recently
