@@ -15,7 +15,7 @@ for (let i = 0; i < N; i++) {
   const primary = `GET http://api.example.com/items/${i}?page=1`;
   const headers = { 'content-type': 'application/json', 'content-length': '1024', 'cache-control': 'max-age=60', date: new Date().toUTCString(), etag: `"${i}"` };
   store.set(
-    { key: primary, primary, path: `/items/${i}`, status: 200, headers, body: Buffer.from(body), receivedAt: Date.now(), initialAgeMs: 0, freshnessMs: 60_000, staleIfErrorMs: 0, mustRevalidate: false, tags: [] },
+    { key: primary, primary, path: `/items/${i}`, status: 200, headers, body: Buffer.from(body), receivedAt: Date.now(), initialAgeMs: 0, freshnessMs: 60_000, staleIfErrorMs: 0, staleWhileRevalidateMs: 0, mustRevalidate: false, tags: [] },
     [],
   );
 }

@@ -1,5 +1,6 @@
 import type { Span } from '@opentelemetry/api';
 import type { RequestTrace } from './telemetry/tracing.ts';
+import type { CompiledRoute } from './gateway.ts';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { Consumer } from './consumer.ts';
@@ -196,6 +197,8 @@ export const kChainReached = Symbol('tollgate.chainReached');
 /** Set for a sampled request: gives a plugin hook that went asynchronous a span of its own. */
 export const kTraceHook = Symbol('tollgate.traceHook');
 export type TraceHook = <T>(name: string, startedAt: number, pending: Promise<T>) => Promise<T>;
+/** The compiled route (chain, upstream) the request matched, for work the gateway does on its behalf. */
+export const kCompiledRoute = Symbol('tollgate.compiledRoute');
 /** The request's spans, when tracing is on. */
 export const kRequestTrace = Symbol('tollgate.requestTrace');
 
@@ -236,6 +239,7 @@ export class RequestContext {
   [kUpstreamExchange]: UpstreamExchange | null = null;
   [kTraceHook]: TraceHook | null = null;
   [kRequestTrace]: RequestTrace | null = null;
+  [kCompiledRoute]: CompiledRoute | null = null;
 
   constructor(
     id: string,

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPromise, runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
-import { GatewayResponse, IncomingRequest, kRequestTrace, kTraceHook, kUpstreamExchange, RequestContext } from '../context.ts';
+import { GatewayResponse, IncomingRequest, kCompiledRoute, kRequestTrace, kTraceHook, kUpstreamExchange, RequestContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
 import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
@@ -67,6 +67,7 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
     { method, path: upstreamPath, headers: new HeaderMap(headers) },
     startedAt,
   );
+  ctx[kCompiledRoute] = route;
 
   if (gateway.tracing !== null) beginTrace(gateway.tracing, ctx, req, route, gateway.protocol);
 

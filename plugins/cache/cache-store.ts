@@ -15,6 +15,7 @@ export interface CacheEntry {
   initialAgeMs: number;
   freshnessMs: number;
   staleIfErrorMs: number;
+  staleWhileRevalidateMs: number;
   mustRevalidate: boolean;
   readonly tags: readonly string[];
 }
@@ -58,9 +59,10 @@ export class CacheStore {
     const known = this.#vary.get(entry.primary);
     // A URL whose responses now vary on other headers: its old variants can no longer be found.
     if (known !== undefined && known.join() !== vary.join()) this.purgePrimary(entry.primary);
-    this.#vary.set(entry.primary, vary);
+    // Replacing an entry disposes of the old one, which unindexes it: index the new one afterwards.
     this.#entries.set(entry.key, entry);
     if (!this.#entries.has(entry.key)) return; // larger than the whole cache
+    this.#vary.set(entry.primary, vary);
     let variants = this.#byPrimary.get(entry.primary);
     if (variants === undefined) this.#byPrimary.set(entry.primary, (variants = new Set()));
     variants.add(entry.key);

@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { definePlugin, durationSchema, type GatewayResponse, type Reply, type RequestContext } from '../../core/index.ts';
 import type { HeaderRecord } from '../../core/http/header-map.ts';
 import { counter } from '../../core/telemetry/metrics.ts';
+import { backgroundFetch } from '../../core/upstream/background-fetch.ts';
 import { primaryKey, type KeyOptions } from './cache-key.ts';
 import { parseCacheControl, seconds, type Directives } from './cache-control.ts';
 import { CacheStore, type CacheEntry } from './cache-store.ts';
@@ -14,6 +15,11 @@ const options = z.strictObject({
   ttl: durationSchema.default(0),
   /** Serve a stored response this long past its freshness when the upstream fails (unless it says stale-if-error itself). */
   staleIfError: durationSchema.default(0),
+  /**
+   * Serve a stored response this long past its freshness while one request refreshes it in the
+   * background (unless the response says stale-while-revalidate itself).
+   */
+  staleWhileRevalidate: durationSchema.default(0),
   /** Bodies larger than this stream through uncached. Default 1 MiB. */
   maxEntrySize: z.int().min(1).default(1024 * 1024),
   /** Bytes of responses this worker keeps (bodies, headers and a per-entry overhead). Default 64 MiB. */
@@ -64,7 +70,7 @@ export const cache = definePlugin({
   name: 'cache',
   version: '1.0.0',
   options,
-  setup(opts) {
+  setup(opts, gw) {
     const store = new CacheStore(opts.maxSize);
     const keyOptions: KeyOptions = {
       includeQuery: opts.key.query.include,
@@ -111,6 +117,13 @@ export const cache = definePlugin({
           lookups.inc({ result: 'hit' });
           return fromEntry(ctx, found, ageMs, `hit; ttl=${Math.floor(ttlMs / 1000)}`);
         }
+        const revalidateLater =
+          !found.mustRevalidate && !requestCacheControl.has('no-cache') && ageMs <= found.freshnessMs + found.staleWhileRevalidateMs && !hasBody(ctx);
+        if (revalidateLater) {
+          lookups.inc({ result: 'stale' });
+          refreshInBackground(ctx, found, requestCacheControl);
+          return fromEntry(ctx, found, ageMs, `hit; fwd=stale; detail=stale-while-revalidate; ttl=${Math.floor(ttlMs / 1000)}`);
+        }
         // Stale (or the client wants it revalidated): ask the upstream, with our validators if we have them.
         lookups.inc({ result: 'stale' });
         const state: Pending = { primary, requestedAt: now, requestCacheControl, stale: found, fwd: requestCacheControl.has('no-cache') ? 'request' : 'stale', leader: null };
@@ -149,28 +162,73 @@ export const cache = definePlugin({
       pending.set(ctx, state);
     };
 
-    const store304 = (ctx: RequestContext, state: Pending, response: GatewayResponse): void => {
-      const entry = state.stale!;
+    const refreshing = new Set<string>();
+    const tagsOf = (response: GatewayResponse): string[] => (response.headers.get(opts.tagHeader) ?? '').split(/[\s,]+/).filter(Boolean);
+
+    /** One refresh per entry at a time, off the request path; failures leave the stale entry as it is. */
+    const refreshInBackground = (ctx: RequestContext, entry: CacheEntry, requestCacheControl: Directives): void => {
+      if (refreshing.has(entry.key)) return;
+      refreshing.add(entry.key);
+      const validators: Record<string, string> = {};
+      const etag = header(entry.headers.etag);
+      const lastModified = header(entry.headers['last-modified']);
+      if (etag !== undefined) validators['if-none-match'] = etag;
+      else if (lastModified !== undefined) validators['if-modified-since'] = lastModified;
+      const requestedAt = Date.now();
+      const authorization = ctx.request.headers.authorization !== undefined;
+      backgroundFetch(ctx, validators)
+        .then(async (response) => {
+          if (response.status === 304) {
+            response.discardBody();
+            refreshEntry(entry, response, authorization, requestCacheControl, requestedAt);
+            return;
+          }
+          const decision = storability({ authorization, cacheControl: requestCacheControl }, response, policy, requestedAt, Date.now());
+          if (response.status >= 500 || typeof decision === 'string') {
+            response.discardBody();
+            if (response.status < 500) store.delete(entry.key);
+            return;
+          }
+          const body = await response.buffer(opts.maxEntrySize);
+          store.set(
+            { ...entry, status: response.status, headers: storedHeaders(response), body, receivedAt: Date.now(), tags: tagsOf(response), ...lifetimes(decision) },
+            varyNames(response.headers.getAll('vary')),
+          );
+        })
+        .catch((error: unknown) => gw.logger.debug({ err: error, key: entry.key }, 'background revalidation failed; the stale entry stays'))
+        .finally(() => refreshing.delete(entry.key));
+    };
+
+    const lifetimes = (decision: Exclude<ReturnType<typeof storability>, NotStored>) => ({
+      initialAgeMs: decision.initialAgeMs,
+      freshnessMs: decision.freshnessMs,
+      staleIfErrorMs: Math.max(decision.staleIfErrorMs, opts.staleIfError),
+      staleWhileRevalidateMs: Math.max(decision.staleWhileRevalidateMs, opts.staleWhileRevalidate),
+      mustRevalidate: decision.mustRevalidate,
+    });
+
+    /** Applies a 304 to a stored entry (RFC 9111 §4.3.4); false when the entry may no longer be kept. */
+    const refreshEntry = (entry: CacheEntry, response: GatewayResponse, authorization: boolean, requestCacheControl: Directives, requestedAt: number): ReturnType<typeof storability> => {
       for (const name of UPDATED_BY_304) {
         const value = response.headers.get(name);
         if (value !== undefined) entry.headers[name] = value;
       }
-      const fresh = storability(
-        { authorization: ctx.request.headers.authorization !== undefined, cacheControl: state.requestCacheControl },
-        { status: entry.status, headers: new RecordView(entry.headers) },
-        policy,
-        state.requestedAt,
-        Date.now(),
-      );
+      const fresh = storability({ authorization, cacheControl: requestCacheControl }, { status: entry.status, headers: new RecordView(entry.headers) }, policy, requestedAt, Date.now());
+      if (typeof fresh === 'string') store.delete(entry.key);
+      else Object.assign(entry, { receivedAt: Date.now(), ...lifetimes(fresh) });
+      return fresh;
+    };
+
+    const store304 = (ctx: RequestContext, state: Pending, response: GatewayResponse): void => {
+      const entry = state.stale!;
+      const fresh = refreshEntry(entry, response, ctx.request.headers.authorization !== undefined, state.requestCacheControl, state.requestedAt);
       response.status = entry.status;
       replaceHeaders(response, entry.headers);
       response.body = entry.body;
       if (typeof fresh === 'string') {
-        store.delete(entry.key);
         response.headers.set('cache-status', status(`fwd=${state.fwd}; fwd-status=304; detail=${fresh}`));
         return;
       }
-      Object.assign(entry, { receivedAt: Date.now(), initialAgeMs: fresh.initialAgeMs, freshnessMs: fresh.freshnessMs, mustRevalidate: fresh.mustRevalidate });
       response.headers.set('age', '0');
       response.headers.set('cache-status', status(`fwd=${state.fwd}; fwd-status=304; stored; ttl=${Math.floor(fresh.freshnessMs / 1000)}`));
     };
@@ -194,11 +252,8 @@ export const cache = definePlugin({
       }
       const vary = varyNames(response.headers.getAll('vary'));
       const key = store.keyFor(state.primary, vary, ctx.request.headers);
-      const headers: HeaderRecord = {};
-      for (const [name, value] of Object.entries(response.headers.toRecord())) {
-        if (value !== undefined && !NOT_STORED_HEADERS.has(name)) headers[name] = value;
-      }
-      const tags = (response.headers.get(opts.tagHeader) ?? '').split(/[\s,]+/).filter(Boolean);
+      const headers = storedHeaders(response);
+      const tags = tagsOf(response);
       const receivedAt = Date.now();
       response.headers.set('cache-status', status(`${fwd}; stored; ttl=${Math.floor((decision.freshnessMs - decision.initialAgeMs) / 1000)}`));
       // Store once the whole body has streamed to the client; a body that fails or is abandoned half
@@ -226,10 +281,7 @@ export const cache = definePlugin({
               headers,
               body: Buffer.concat(chunks, size),
               receivedAt,
-              initialAgeMs: decision.initialAgeMs,
-              freshnessMs: decision.freshnessMs,
-              staleIfErrorMs: Math.max(decision.staleIfErrorMs, opts.staleIfError),
-              mustRevalidate: decision.mustRevalidate,
+              ...lifetimes(decision),
               tags,
             },
             vary,
@@ -342,6 +394,20 @@ function notModified(ctx: RequestContext, entry: CacheEntry): boolean {
   const sinceMs = Date.parse(since);
   const modifiedMs = Date.parse(lastModified);
   return !Number.isNaN(sinceMs) && !Number.isNaN(modifiedMs) && modifiedMs <= sinceMs;
+}
+
+function storedHeaders(response: GatewayResponse): HeaderRecord {
+  const headers: HeaderRecord = {};
+  for (const [name, value] of Object.entries(response.headers.toRecord())) {
+    if (value !== undefined && !NOT_STORED_HEADERS.has(name)) headers[name] = value;
+  }
+  return headers;
+}
+
+/** A request that carries a body cannot be replayed in the background. */
+function hasBody(ctx: RequestContext): boolean {
+  const headers = ctx.request.headers;
+  return headers['content-length'] !== undefined && headers['content-length'] !== '0' ? true : headers['transfer-encoding'] !== undefined;
 }
 
 function varyNames(values: string[]): string[] {

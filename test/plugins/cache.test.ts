@@ -43,6 +43,9 @@ function origin() {
           return void res.end();
         }
         return body(`etag #${count}`, { etag: '"v1"', 'cache-control': 'max-age=1' });
+      case '/swr':
+        setTimeout(() => body(`swr #${count}`, { 'cache-control': 'max-age=1, stale-while-revalidate=30' }), 100);
+        return;
       case '/flaky':
         if (failing) return body('broken', {}, 500);
         return body(`flaky #${count}`, { 'cache-control': 'max-age=1, stale-if-error=60' });
@@ -130,6 +133,25 @@ describe('cache', () => {
     const again = await get('/short');
     expect(hits('/short')).to.equal(before + 1);
     expect(again.headers['cache-status']).to.match(/fwd=stale; fwd-status=200; stored/);
+    // The refreshed entry replaced the stale one: the next request is a hit again.
+    expect((await get('/short')).headers['cache-status']).to.match(/^tollgate; hit/);
+    expect(hits('/short')).to.equal(before + 1);
+  });
+
+  it('within stale-while-revalidate, answers from the stale entry at once and refreshes it once in the background', async () => {
+    await get('/swr');
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const stale = await Promise.all(Array.from({ length: 5 }, () => get('/swr')));
+    for (const res of stale) {
+      expect(res.text).to.equal('swr #1');
+      expect(res.headers['cache-status']).to.match(/^tollgate; hit; fwd=stale; detail=stale-while-revalidate; ttl=-\d+$/);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    expect(hits('/swr'), 'one background refresh for five stale hits').to.equal(2);
+    // The refreshed entry answers now (Date has one-second resolution, so it may already count as stale).
+    const fresh = await get('/swr');
+    expect(fresh.text).to.equal('swr #2');
+    expect(fresh.headers['cache-status']).to.match(/^tollgate; hit/);
   });
 
   for (const [path, detail] of [['/no-store', 'no-store'], ['/private', 'private'], ['/cookie', 'set-cookie'], ['/nowhere', 'status']] as const) {
