@@ -63,7 +63,8 @@ function broadcastPurge(workers: Worker[], purge: { url?: string; prefix?: strin
       listeners.set(worker, listener);
       worker.on('message', listener);
       waiting++;
-      worker.send({ type: 'tollgate:cache-purge', id, ...purge });
+      // One worker (the first) also purges the shared tier and tells the other gateways.
+      worker.send({ type: 'tollgate:cache-purge', id, ...purge, ...(waiting === 1 ? { publish: true } : {}) });
     }
     if (waiting === 0) finish();
   });

@@ -23,6 +23,8 @@ const COOLDOWN_MS = 1_000;
  */
 export class RedisConnection {
   readonly client: RedisClient;
+  /** Prepended to every key by ioredis (not to channel names, nor to SCAN patterns). */
+  readonly keyPrefix: string;
   readonly #logger: Logger;
   #up: boolean | null = null;
   #closing = false;
@@ -32,6 +34,7 @@ export class RedisConnection {
   constructor(config: ParsedRedis, logger: Logger) {
     this.#logger = logger.child({ component: 'redis' });
     this.client = createClient(config);
+    this.keyPrefix = config.keyPrefix;
     this.client.on('ready', () => this.#transition(true, null));
     this.client.on('error', (error: Error) => this.#transition(false, error));
     // 'close' (a lost connection) comes before any reconnect attempt fails: a Redis that restarts

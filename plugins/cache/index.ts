@@ -8,7 +8,8 @@ import { primaryKey, type KeyOptions } from './cache-key.ts';
 import { parseCacheControl, seconds, type Directives } from './cache-control.ts';
 import { CacheStore, type CacheEntry } from './cache-store.ts';
 import { storability, type NotStored } from './freshness.ts';
-import { onPurge } from './purge.ts';
+import { onPurge, type PurgeRequest } from './purge.ts';
+import { RedisCacheTier } from './redis-tier.ts';
 
 const options = z.strictObject({
   /** Freshness for responses whose upstream says nothing about it. Default 0: such responses are not stored. */
@@ -41,6 +42,11 @@ const options = z.strictObject({
   tagHeader: z.string().toLowerCase().default('surrogate-key'),
   /** How long concurrent misses for one key wait for the first to fill the cache; 0 disables. Default 5 s. */
   coalesceTimeout: durationSchema.default(5_000),
+  /**
+   * Also keep entries in the config's Redis, shared by every worker of every gateway on it; purges
+   * then reach every gateway. A Redis failure makes the cache memory-only, never an error. Default false.
+   */
+  redis: z.boolean().default(false),
   /** The name in Cache-Status. Default `tollgate`. */
   name: z.string().regex(/^[A-Za-z][A-Za-z0-9_.-]*$/).default('tollgate'),
 });
@@ -82,11 +88,22 @@ export const cache = definePlugin({
     const pending = new WeakMap<RequestContext, Pending>();
     const inflight = new Map<string, Promise<void>>();
     const lookups = counter('tollgate_cache_lookups_total', 'Cache lookups, by result (hit, stale, miss, bypass).', ['result'] as const);
-    const stopListening = onPurge((purge) => {
+    if (opts.redis && gw.redis === null) throw new Error("redis: true needs the gateway config's redis section");
+    const shared = opts.redis ? new RedisCacheTier(gw.redis!, gw.logger, gw.redis!.keyPrefix) : null;
+    const purgeMemory = (purge: PurgeRequest): number => {
       if (purge.url !== undefined) return store.purgeUrl(`GET ${normaliseUrl(purge.url)}`);
       if (purge.prefix !== undefined) return store.purgePrefix(purge.prefix);
       return store.purgeTag(purge.tag!);
+    };
+    shared?.subscribe(purgeMemory);
+    const stopListening = onPurge((purge) => {
+      const count = purgeMemory(purge);
+      if (purge.publish && shared !== null) void shared.purge(purge, (url) => `GET ${normaliseUrl(url)}`);
+      return count;
     });
+    /** How long an entry may still be served, fresh or stale: its life in the shared tier. */
+    const sharedTtl = (entry: CacheEntry): number =>
+      entry.freshnessMs + Math.max(entry.staleWhileRevalidateMs, entry.mustRevalidate ? 0 : entry.staleIfErrorMs) - entry.initialAgeMs - (Date.now() - entry.receivedAt);
 
     const status = (fields: string): string => `${opts.name}; ${fields}`;
 
@@ -105,8 +122,15 @@ export const cache = definePlugin({
     };
 
     // Synchronous unless it waits for a coalesced miss: a hit costs no promise.
-    const lookup = (ctx: RequestContext, primary: string, requestCacheControl: Directives, waited: boolean): Reply | void | Promise<Reply | void> => {
+    const lookup = (ctx: RequestContext, primary: string, requestCacheControl: Directives, waited: boolean, sharedChecked = false): Reply | void | Promise<Reply | void> => {
       const found = store.lookup(primary, ctx.request.headers);
+      if (typeof found === 'string' && shared !== null && !sharedChecked) {
+        // Not in this worker's memory: another worker or gateway may have stored it.
+        return shared.get(primary, (vary) => store.keyFor(primary, vary, ctx.request.headers)).then((hit) => {
+          if (hit !== null) store.set(hit.entry, hit.vary);
+          return lookup(ctx, primary, requestCacheControl, waited, true);
+        });
+      }
       const now = Date.now();
       if (typeof found !== 'string') {
         const ageMs = found.initialAgeMs + (now - found.receivedAt);
@@ -146,7 +170,7 @@ export const cache = definePlugin({
         const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, opts.coalesceTimeout)));
         return Promise.race([leading, timeout]).then(() => {
           clearTimeout(timer);
-          return lookup(ctx, primary, requestCacheControl, true);
+          return lookup(ctx, primary, requestCacheControl, true, true);
         });
       }
       lookups.inc({ result: 'miss' });
@@ -190,10 +214,10 @@ export const cache = definePlugin({
             return;
           }
           const body = await response.buffer(opts.maxEntrySize);
-          store.set(
-            { ...entry, status: response.status, headers: storedHeaders(response), body, receivedAt: Date.now(), tags: tagsOf(response), ...lifetimes(decision) },
-            varyNames(response.headers.getAll('vary')),
-          );
+          const refreshed: CacheEntry = { ...entry, status: response.status, headers: storedHeaders(response), body, receivedAt: Date.now(), tags: tagsOf(response), ...lifetimes(decision) };
+          const vary = varyNames(response.headers.getAll('vary'));
+          store.set(refreshed, vary);
+          shared?.set(refreshed, vary, sharedTtl(refreshed));
         })
         .catch((error: unknown) => gw.logger.debug({ err: error, key: entry.key }, 'background revalidation failed; the stale entry stays'))
         .finally(() => refreshing.delete(entry.key));
@@ -215,7 +239,10 @@ export const cache = definePlugin({
       }
       const fresh = storability({ authorization, cacheControl: requestCacheControl }, { status: entry.status, headers: new RecordView(entry.headers) }, policy, requestedAt, Date.now());
       if (typeof fresh === 'string') store.delete(entry.key);
-      else Object.assign(entry, { receivedAt: Date.now(), ...lifetimes(fresh) });
+      else {
+        Object.assign(entry, { receivedAt: Date.now(), ...lifetimes(fresh) });
+        shared?.set(entry, varyNames(Object.keys(entry.headers).includes('vary') ? [String(entry.headers.vary)] : []), sharedTtl(entry));
+      }
       return fresh;
     };
 
@@ -272,8 +299,7 @@ export const cache = definePlugin({
       let stored = false;
       tap.once('end', () => {
         if (size <= opts.maxEntrySize) {
-          store.set(
-            {
+          const entry: CacheEntry = {
               key,
               primary: state.primary,
               path: ctx.request.path,
@@ -283,9 +309,9 @@ export const cache = definePlugin({
               receivedAt,
               ...lifetimes(decision),
               tags,
-            },
-            vary,
-          );
+            };
+          store.set(entry, vary);
+          shared?.set(entry, vary, sharedTtl(entry));
           stored = true;
         }
         state.leader?.();
@@ -362,6 +388,7 @@ export const cache = definePlugin({
 
       close() {
         stopListening();
+        shared?.close();
       },
     };
   },

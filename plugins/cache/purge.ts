@@ -3,6 +3,8 @@ export interface PurgeRequest {
   url?: string;
   prefix?: string;
   tag?: string;
+  /** Set on the one worker that also purges the shared tier and tells other gateways. */
+  publish?: boolean;
 }
 
 interface PurgeMessage extends PurgeRequest {

@@ -4,6 +4,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { CORE, PLUGINS, startGateway, type GatewayProcess } from '../support/gateway-process.ts';
 import { send, type TestResponse } from '../support/http.ts';
 import { closedPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
+import { startRedis, type TestRedis } from '../support/redis.ts';
 
 const TOKEN = 'cache-admin-token-0123456789';
 
@@ -318,6 +319,76 @@ describe('cache', () => {
       expect((await purge({ url: 'http://x/', tag: 'y' })).status).to.equal(400);
       const anonymous = await send(`${admin}/cache/purge`, { method: 'POST', body: '{"tag":"x"}' });
       expect(anonymous.status).to.equal(401);
+    });
+  });
+
+  describe('shared tier in Redis', () => {
+    let redis: TestRedis;
+    const gateways: { gateway: GatewayProcess; admin: string }[] = [];
+
+    before(async () => {
+      redis = await startRedis();
+      for (let i = 0; i < 2; i++) {
+        const adminPort = await closedPort();
+        const gateway = await startGateway(`
+          import { defineConfig } from '${CORE}';
+          import { cache } from '${PLUGINS}';
+          export default defineConfig({
+            listen: { port: 0, host: '127.0.0.1' },
+            admin: { port: ${adminPort}, token: '${TOKEN}' },
+            redis: { url: '${redis.url}' },
+            upstreams: { app: { targets: ['${upstream.url}'] } },
+            routes: [{ path: '/*', upstream: 'app', plugins: [cache({ redis: true })] }],
+          });
+        `);
+        gateways.push({ gateway, admin: `http://127.0.0.1:${adminPort}` });
+      }
+    });
+    after(async () => {
+      await Promise.all(gateways.map(({ gateway }) => gateway.stop()));
+      await redis?.stop();
+    });
+
+    // Both gateways send the same Host, as instances behind one load balancer do.
+    const via = (i: number, path: string) => send(`${gateways[i]!.gateway.url}${path}`, { headers: { host: 'shop.example.com' } });
+
+    it('serves from one gateway what another stored, without asking the upstream again', async () => {
+      const first = await via(0, '/prefix/a');
+      expect(first.headers['cache-status']).to.include('stored');
+      await new Promise((resolve) => setTimeout(resolve, 100)); // the write to Redis is asynchronous
+      const before = hits('/prefix/a');
+      const second = await via(1, '/prefix/a');
+      expect(second.text).to.equal(first.text);
+      expect(second.headers['cache-status']).to.match(/^tollgate; hit; ttl=\d+$/);
+      expect(hits('/prefix/a')).to.equal(before);
+    });
+
+    it('purges by tag on every gateway, through Redis pub/sub', async () => {
+      await via(0, '/tagged');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect((await via(1, '/tagged')).headers['cache-status']).to.match(/^tollgate; hit/);
+      const res = await send(`${gateways[0]!.admin}/cache/purge`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${TOKEN}` },
+        body: JSON.stringify({ tag: 'product-1' }),
+      });
+      expect(res.status).to.equal(200);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const before = hits('/tagged');
+      expect((await via(1, '/tagged')).headers['cache-status']).to.include('fwd=uri-miss');
+      expect(hits('/tagged')).to.equal(before + 1);
+    });
+
+    it('keeps caching in memory, with no error, while Redis is down', async () => {
+      await redis.kill();
+      try {
+        const first = await via(0, '/prefix/b');
+        const second = await via(0, '/prefix/b');
+        expect([first.status, second.status]).to.deep.equal([200, 200]);
+        expect(second.headers['cache-status']).to.match(/^tollgate; hit/);
+      } finally {
+        await redis.restart();
+      }
     });
   });
 });
