@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { CORE, runCli, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
 import { closedPort, startUpstream, type TestUpstream } from './support/upstream.ts';
+import { startRedis, type TestRedis } from './support/redis.ts';
 
 const TOKEN = 'admin-token-for-tests-0123456789';
 
@@ -88,5 +89,62 @@ describe('admin listener', () => {
     } finally {
       writeFileSync(file, good);
     }
+  });
+});
+
+describe('admin listener with a required Redis', () => {
+  let upstream: TestUpstream;
+  let redis: TestRedis;
+  let gateway: GatewayProcess;
+  let admin: string;
+
+  before(async () => {
+    upstream = await startUpstream();
+    redis = await startRedis();
+    const adminPort = await closedPort();
+    admin = `http://127.0.0.1:${adminPort}`;
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-admin-redis-'));
+    const file = join(dir, 'gateway.config.ts');
+    writeFileSync(
+      file,
+      `import { defineConfig } from '${CORE}';
+      export default defineConfig({
+        listen: { port: 0, host: '127.0.0.1' },
+        admin: { port: ${adminPort} },
+        redis: { url: '${redis.url}', required: true },
+        upstreams: { app: { targets: ['${upstream.url}'] } },
+        routes: [{ path: '/', upstream: 'app' }],
+      });`,
+    );
+    gateway = await startGatewayFrom(file, { workers: 2 });
+  });
+  after(async () => {
+    await gateway?.stop();
+    await redis?.stop();
+    await upstream?.close();
+  });
+
+  const readyz = async (): Promise<number> => (await send(`${admin}/readyz`)).status;
+  const until = async (status: number): Promise<void> => {
+    const deadline = Date.now() + 10_000;
+    while ((await readyz()) !== status) {
+      if (Date.now() > deadline) throw new Error(`/readyz never answered ${status}`);
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  };
+
+  it('answers /readyz 503 while the workers cannot reach Redis, and 200 once they can again', async () => {
+    await until(200);
+    expect((await send(`${admin}/status`)).json().workers.map((w: { redis: string }) => w.redis)).to.deep.equal(['up', 'up']);
+    await redis.kill();
+    try {
+      await until(503);
+      expect((await send(`${admin}/status`)).json().workers.map((w: { redis: string }) => w.redis)).to.deep.equal(['down', 'down']);
+      // The gateway itself keeps serving: readiness is for the load balancer's choice.
+      expect((await send(`${gateway.url}/`)).status).to.equal(200);
+    } finally {
+      await redis.restart();
+    }
+    await until(200);
   });
 });

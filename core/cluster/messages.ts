@@ -1,7 +1,9 @@
 /** What a worker tells the primary over the cluster IPC channel. */
 export type WorkerMessage =
   | { type: 'tollgate:ready'; port: number }
-  | { type: 'tollgate:fatal'; code: string; message: string };
+  | { type: 'tollgate:fatal'; code: string; message: string }
+  /** The worker's Redis connection went up or down (sent on each change). */
+  | { type: 'tollgate:redis'; up: boolean };
 
 /** What the primary tells a worker. */
 export type PrimaryMessage = { type: 'tollgate:drain' };

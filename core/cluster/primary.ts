@@ -31,6 +31,8 @@ interface Slot {
   failures: number;
   lastFatal: string | null;
   respawnTimer: NodeJS.Timeout | null;
+  /** Whether the worker's Redis connection is up; null before it says (or without Redis). */
+  redisUp: boolean | null;
 }
 
 // A worker that lived this long before dying is treated as healthy: it is replaced at once.
@@ -98,6 +100,13 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   cluster.schedulingPolicy = config.scheduling === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   cluster.setupPrimary({ exec: WORKER_ENTRY, args: [] });
   const hostMetrics = new HostMetrics();
+  // A worker reports its Redis state while it starts, before it is a slot's worker (a rolling reload).
+  const redisStates = new WeakMap<Worker, boolean>();
+  cluster.on('fork', (worker) =>
+    worker.on('message', (message: { type?: string; up?: boolean }) => {
+      if (message?.type === 'tollgate:redis') redisStates.set(worker, message.up === true);
+    }),
+  );
   // Host-wide rate-limit state lives here, so it is shared by all workers and outlives reloads.
   serveHostLimits();
   // Sending to a worker that has just died fails with EPIPE on the worker object; unhandled, that
@@ -112,6 +121,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     failures: 0,
     lastFatal: null,
     respawnTimer: null,
+    redisUp: null,
   }));
   let started = false;
   let stopping = false;
@@ -133,10 +143,12 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       slot.lastFatal = null;
       slot.startedAt = Date.now();
       slot.worker = worker;
+      slot.redisUp = redisStates.get(worker) ?? null;
       worker.on('message', (message: unknown) => {
         if (!isWorkerMessage(message)) return;
         if (message.type === 'tollgate:fatal') slot.lastFatal = `${message.code}: ${message.message}`;
         if (message.type === 'tollgate:ready') onReady(slot, message.port);
+        if (message.type === 'tollgate:redis' && slot.worker === worker) slot.redisUp = message.up;
       });
       worker.on('exit', (code, signal) => onExit(slot, worker, code, signal));
     };
@@ -297,7 +309,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       if (config.admin) {
         try {
           const listener = await startAdmin(config.admin, {
-            ready: () => started && !stopping && slots.every((slot) => slot.ready && slot.worker !== null),
+            ready: () =>
+              started &&
+              !stopping &&
+              slots.every((slot) => slot.ready && slot.worker !== null && (!config.redis?.required || slot.redisUp === true)),
             reload,
             metrics: async () => ({ contentType: hostMetrics.contentType, text: await hostMetrics.text() }),
             purgeCache: (purge) => broadcastPurge(slots.flatMap((slot) => (slot.worker ? [slot.worker] : [])), purge),
@@ -313,6 +328,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
                 pid: slot.worker?.process.pid ?? null,
                 ready: slot.ready && slot.worker !== null,
                 upForMs: slot.worker ? Date.now() - slot.startedAt : 0,
+                ...(config.redis ? { redis: slot.redisUp === null ? 'unknown' : slot.redisUp ? 'up' : 'down' } : {}),
                 recentFailures: slot.failures,
               })),
             }),

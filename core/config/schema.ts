@@ -57,6 +57,7 @@ const redis = z
     keyPrefix: z.string().regex(/^[^{}]*$/, 'a key prefix cannot hold { or } (they would break Redis Cluster hash tags)').default('tollgate:'),
     commandTimeout: duration.default(100),
     connectTimeout: duration.default(2_000),
+    required: z.boolean().default(false),
   })
   .refine((value) => [value.url, value.cluster, value.sentinel].filter(Boolean).length === 1, {
     message: 'give exactly one of redis.url, redis.cluster or redis.sentinel',

@@ -150,6 +150,11 @@ export interface RedisConfig {
   commandTimeout?: Duration;
   /** Time to open a connection. Default `'2s'`. */
   connectTimeout?: Duration;
+  /**
+   * The admin listener's `/readyz` answers 503 while any worker cannot reach Redis (so a load
+   * balancer sends traffic elsewhere). Default false: the plugins' failure policies cover an outage.
+   */
+  required?: boolean;
 }
 
 export interface UpstreamConfig {

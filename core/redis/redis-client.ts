@@ -117,6 +117,8 @@ export class RedisConnection {
     if (this.#up === up || this.#closing) return;
     const first = this.#up === null;
     this.#up = up;
+    // The primary's /readyz reports Redis when the config says it is required.
+    if (process.connected && process.send) process.send({ type: 'tollgate:redis', up });
     if (up) this.#logger.info(first ? 'redis connected' : 'redis is back');
     else this.#logger.warn({ err: error ?? undefined }, `redis unavailable${error ? `: ${error.message}` : ''}; plugins apply their failure policy until it is back`);
   }

@@ -152,7 +152,7 @@ describe('redis limit scripts', () => {
   before(async () => {
     redis = await startRedis();
     connection = new RedisConnection(
-      { url: redis.url, tls: false, keyPrefix: 'test:', commandTimeout: 500, connectTimeout: 2000 },
+      { url: redis.url, tls: false, keyPrefix: 'test:', commandTimeout: 500, connectTimeout: 2000, required: false },
       pino({ level: 'silent' }),
     );
     await connection.whenReady(2000);

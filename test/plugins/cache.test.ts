@@ -379,6 +379,25 @@ describe('cache', () => {
       expect(hits('/tagged')).to.equal(before + 1);
     });
 
+    it('purges by URL and by path prefix on every gateway, including the copies in Redis', async () => {
+      for (const path of ['/fresh?x=1', '/prefix/b']) {
+        await via(0, path);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        expect((await via(1, path)).headers['cache-status'], path).to.match(/^tollgate; hit/);
+      }
+      const purge = (body: unknown) =>
+        send(`${gateways[1]!.admin}/cache/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(body) });
+      expect((await purge({ url: 'http://shop.example.com/fresh?x=1' })).status).to.equal(200);
+      expect((await purge({ prefix: '/prefix/' })).status).to.equal(200);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      const left = await redis.cli('--scan', '--pattern', 'tollgate:cache:*');
+      expect(left).not.to.include('/prefix/b');
+      expect(left).not.to.include('/fresh?x=1');
+      for (const path of ['/fresh?x=1', '/prefix/b']) {
+        expect((await via(0, path)).headers['cache-status'], path).to.include('fwd=uri-miss');
+      }
+    });
+
     it('keeps caching in memory, with no error, while Redis is down', async () => {
       await redis.kill();
       try {
