@@ -23,6 +23,8 @@ export const errorCodes = {
   TG_ERR_UPSTREAM_BAD_RESPONSE: { status: 502, message: 'The upstream sent an invalid response' },
   TG_ERR_RESPONSE_TOO_LARGE: { status: 502, message: 'The upstream response is too large to process' },
   TG_ERR_AUTH_UNAVAILABLE: { status: 503, message: 'The identity provider could not be reached' },
+  TG_ERR_NO_HEALTHY_UPSTREAM: { status: 503, message: 'No healthy upstream target is available' },
+  TG_ERR_UPSTREAM_OVERLOADED: { status: 503, message: 'The upstream has too many requests in flight' },
   TG_ERR_REDIS_UNAVAILABLE: { status: 503, message: 'A shared store the gateway depends on is unavailable' },
   TG_ERR_UPSTREAM_CONNECT_TIMEOUT: { status: 504, message: 'Timed out connecting to the upstream' },
   TG_ERR_UPSTREAM_TIMEOUT: { status: 504, message: 'Timed out waiting for the upstream' },

@@ -71,7 +71,7 @@ export class Gateway {
     this.metrics = config.admin ? new GatewayMetrics() : null;
     this.trusted = new TrustedProxies(config.trustProxy);
     this.protocol = config.tls ? 'https' : 'http';
-    this.upstreams = new Map(Object.entries(config.upstreams).map(([name, upstream]) => [name, new Upstream(name, upstream)]));
+    this.upstreams = new Map(Object.entries(config.upstreams).map(([name, upstream]) => [name, new Upstream(name, upstream, logger)]));
     this.globalChain = this.#chainOf(config.plugins);
     this.router = new Router(
       config.routes.map((route) => ({

@@ -36,7 +36,7 @@ describe('config', () => {
       expect(config.listen).to.deep.equal({ port: 8080, host: '0.0.0.0' });
       expect(config.workers).to.equal('auto');
       expect(config.upstreams.orders!.timeouts).to.deep.equal({ connect: 5000, headers: 1500, body: 30000 });
-      expect(config.upstreams.orders!.targets[0]).to.deep.equal({ origin: 'http://127.0.0.1:3001', host: '127.0.0.1:3001', basePath: '/v1' });
+      expect(config.upstreams.orders!.targets[0]).to.deep.equal({ origin: 'http://127.0.0.1:3001', host: '127.0.0.1:3001', basePath: '/v1', weight: 1 });
       expect(config.routes[0]!.name).to.equal('GET /orders/*');
     });
 

@@ -62,7 +62,8 @@ describe('proxy', () => {
         upstreams: {
           app: { targets: ['${app.url}'] },
           slowBody: { targets: ['${app.url}'], timeouts: { body: '300ms' } },
-          pair: { targets: ['${second.url}', '${resetting.url}/never', '${app.url}'] },
+          // No retries: this upstream shows plain round-robin, failures included.
+          pair: { targets: ['${second.url}', '${resetting.url}/never', '${app.url}'], retries: { attempts: 0 } },
           hanging: { targets: ['${hanging.url}'], timeouts: { headers: '300ms' } },
           resetting: { targets: ['${resetting.url}'] },
           dead: { targets: ['http://127.0.0.1:${deadPort}'] },

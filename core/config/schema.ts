@@ -11,7 +11,7 @@ const pluginInstance = z.custom<PluginInstance>(isPluginInstance, {
   message: 'expected a plugin: call its factory, e.g. myPlugin({ ... }), not the factory itself',
 });
 
-const upstreamTarget = z.string().transform((value, ctx) => {
+const targetUrl = z.string().transform((value, ctx) => {
   let url: URL;
   try {
     url = new URL(value);
@@ -30,8 +30,41 @@ const upstreamTarget = z.string().transform((value, ctx) => {
   return { origin: url.origin, host: url.host, basePath: url.pathname === '/' ? '' : url.pathname.replace(/\/$/, '') };
 });
 
+// A target is a URL, or `{ url, weight }` for weighted balancing.
+const upstreamTarget = z.preprocess(
+  (value) => (typeof value === 'string' ? { url: value } : value),
+  z.strictObject({ url: targetUrl, weight: z.int().min(1).max(1000).default(1) }).transform(({ url, weight }) => ({ ...url, weight })),
+);
+
+const balance = z.union(
+  [
+    z.enum(['round-robin', 'least-outstanding']),
+    z.strictObject({
+      hash: z.union([z.enum(['ip', 'consumer']), z.strictObject({ header: z.string().min(1).toLowerCase() }), z.strictObject({ cookie: z.string().min(1) })]),
+    }),
+  ],
+  { error: "expected 'round-robin', 'least-outstanding' or { hash: 'ip' | 'consumer' | { header } | { cookie } }" },
+);
+
 const upstream = z.strictObject({
   targets: z.array(upstreamTarget).min(1, 'an upstream needs at least one target'),
+  balance: balance.default('round-robin'),
+  health: z
+    .strictObject({
+      failures: z.int().min(1).default(5),
+      ejectFor: duration.default(10_000),
+    })
+    .prefault({}),
+  retries: z
+    .strictObject({
+      attempts: z.int().min(0).max(5).default(1),
+      statuses: z.array(z.int().min(500).max(599)).default([]),
+      methods: z.array(z.enum(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'])).default(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']),
+      backoff: duration.default(25),
+      budget: z.number().min(0).max(1).default(0.2),
+    })
+    .prefault({}),
+  limits: z.strictObject({ maxConcurrent: z.int().min(1).optional() }).prefault({}),
   timeouts: z
     .strictObject({ connect: duration.default(5_000), headers: duration.default(30_000), body: duration.default(30_000) })
     .prefault({}),

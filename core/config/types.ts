@@ -158,8 +158,33 @@ export interface RedisConfig {
 }
 
 export interface UpstreamConfig {
-  /** Origins such as `http://127.0.0.1:3001`, optionally with a base path; used in round-robin. */
-  targets: string[];
+  /**
+   * Origins such as `http://127.0.0.1:3001`, optionally with a base path; `{ url, weight }` for a
+   * target that should get `weight` times the share of the others.
+   */
+  targets: (string | { url: string; weight?: number })[];
+  /**
+   * How a target is chosen. `'round-robin'` (default; weighted when targets have weights),
+   * `'least-outstanding'` (the target with the fewest requests in flight from this worker), or
+   * `{ hash }`: the same key always goes to the same target while it is healthy (sticky sessions),
+   * by client IP, consumer, a header or a cookie.
+   */
+  balance?: 'round-robin' | 'least-outstanding' | { hash: 'ip' | 'consumer' | { header: string } | { cookie: string } };
+  /**
+   * Passive health: a target that fails `failures` times in a row (refused, reset, timed out, or a
+   * 502/503/504) is left out for `ejectFor`, then tried again. Defaults 5 and `'10s'`.
+   */
+  health?: { failures?: number; ejectFor?: Duration };
+  /**
+   * Retries, to another target when there is one, only when no byte of the response reached the
+   * client and the request body can be sent again. By default one retry of a failed connection or a
+   * connection closed before the response, for idempotent methods; `statuses` adds 5xx answers to retry.
+   * `budget` caps retries at that share of requests (0.2: at most one retry per five requests, plus
+   * ten, per ten seconds), so retries cannot multiply an outage.
+   */
+  retries?: { attempts?: number; statuses?: number[]; methods?: HttpMethod[]; backoff?: Duration; budget?: number };
+  /** Circuit breaking: over `maxConcurrent` requests in flight (per worker), answer 503 at once. */
+  limits?: { maxConcurrent?: number };
   timeouts?: {
     /** Time to open a connection (504 when exceeded). Default `'5s'`. */
     connect?: Duration;

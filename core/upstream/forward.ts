@@ -1,4 +1,6 @@
+import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
+import { SpanStatusCode } from '@opentelemetry/api';
 import type { Dispatcher } from 'undici';
 import { GatewayResponse, kRequestTrace, kUpstreamExchange, type RequestContext } from '../context.ts';
 import { startClientSpan } from '../telemetry/tracing.ts';
@@ -8,30 +10,90 @@ import { HeaderMap, type HeaderRecord } from '../http/header-map.ts';
 import { hasRequestBody, requestHost, stripResponseHopByHop } from '../http/proxy-headers.ts';
 import { toUpstreamError } from './upstream-errors.ts';
 import { UpstreamExchange, type UpstreamHead } from './upstream-exchange.ts';
+import type { UpstreamTarget } from './upstream.ts';
+
+/** Failures where the upstream cannot have acted on the request, or never answered it: safe to retry. */
+const RETRYABLE_FAILURES = new Set(['TG_ERR_UPSTREAM_UNAVAILABLE', 'TG_ERR_UPSTREAM_CONNECT_TIMEOUT', 'TG_ERR_UPSTREAM_RESET']);
+/** Answers that count against a target's health. */
+const UNHEALTHY_STATUSES = new Set([502, 503, 504]);
 
 /**
  * Sends the request to one of the route's upstream targets through its undici Pool. Both bodies
  * stream: the client's request is the upstream body, the upstream's body becomes the response body.
+ * A failed attempt is retried (upstream.ts's policy) on another target while the body can be sent
+ * again and nothing of the response has reached the client.
  */
 export async function forward(ctx: RequestContext, route: CompiledRoute): Promise<GatewayResponse> {
-  const target = route.upstream.pick();
+  const upstream = route.upstream;
+  const limit = upstream.config.limits.maxConcurrent;
+  if (limit !== undefined && upstream.inflight >= limit) {
+    throw new GatewayError('TG_ERR_UPSTREAM_OVERLOADED', undefined, { logDetail: `upstream "${upstream.name}": ${upstream.inflight} requests in flight (maxConcurrent ${limit})` });
+  }
   const request = ctx.upstreamRequest;
   const headers = request.headers.toRecord();
-  headers.host = route.preserveHost ? requestHost(ctx.request.raw) ?? target.host : target.host;
   if (ctx.consumer !== null) headers[route.consumerHeader] = ctx.consumer.id;
+  const raw = ctx.request.raw;
+  const untouched = request.body === undefined && ctx.request.bodyRead === undefined;
+  const body = untouched ? (hasRequestBody(raw) ? raw : null) : await pluginBody(ctx, headers);
+  const retries = upstream.config.retries;
+  const replayable = body === null || typeof body === 'string' || body instanceof Uint8Array;
+  const retriesLeft = replayable && retries.methods.includes(request.method as 'GET') ? retries.attempts : 0;
+  upstream.countRequest();
+
+  let tried: UpstreamTarget[] | null = null;
+  for (let attempt = 0; ; attempt++) {
+    const target = upstream.pick(ctx, tried);
+    if (target === null) {
+      throw new GatewayError('TG_ERR_NO_HEALTHY_UPSTREAM', undefined, {
+        logDetail: `upstream "${upstream.name}": ${tried === null ? 'every target is left out after failing' : 'no other target to retry on'}`,
+      });
+    }
+    const outcome = await attemptOnce(ctx, route, target, headers, body);
+    const canRetry = attempt < retriesLeft && !ctx[kUpstreamExchange]!.clientGone;
+    if (outcome instanceof GatewayResponse) {
+      const status = outcome.status;
+      upstream.report(target, !UNHEALTHY_STATUSES.has(status));
+      if (!(canRetry && retries.statuses.includes(status) && upstream.takeRetry())) return outcome;
+      outcome.discardBody();
+    } else {
+      if (outcome.code !== 'TG_ERR_CLIENT_CLOSED') upstream.report(target, false);
+      if (!(canRetry && RETRYABLE_FAILURES.has(outcome.code) && upstream.takeRetry())) throw outcome;
+    }
+    failClientSpan(ctx);
+    (tried ??= []).push(target);
+    // Every target tried: the next attempt may go back to one (after the backoff).
+    if (tried.length === upstream.targets.length) tried = [];
+    if (retries.backoff > 0) await new Promise((resolve) => setTimeout(resolve, retries.backoff * 2 ** attempt));
+  }
+}
+
+/** One attempt: the response, or the coded error it failed with. */
+async function attemptOnce(
+  ctx: RequestContext,
+  route: CompiledRoute,
+  target: UpstreamTarget,
+  baseHeaders: HeaderRecord,
+  body: string | Uint8Array | Readable | IncomingMessage | null,
+): Promise<GatewayResponse | GatewayError> {
+  const request = ctx.upstreamRequest;
+  const upstream = route.upstream;
+  const headers: HeaderRecord = { ...baseHeaders };
+  headers.host = route.preserveHost ? requestHost(ctx.request.raw) ?? target.host : target.host;
   ctx.upstreamTarget = target.origin;
   const traced = ctx[kRequestTrace];
   if (traced !== null) {
     startClientSpan(traced, request.method, { 'http.request.method': request.method, 'server.address': target.host, 'url.full': target.origin + target.basePath + request.path }, headers);
   }
+  const sentAt = performance.now();
+  target.outstanding++;
+  upstream.inflight++;
+  let exchange!: UpstreamExchange;
   try {
-    const raw = ctx.request.raw;
-    const untouched = ctx.upstreamRequest.body === undefined && ctx.request.bodyRead === undefined;
-    const body = untouched ? (hasRequestBody(raw) ? raw : null) : await pluginBody(ctx, headers);
-    const sentAt = performance.now();
-    let exchange!: UpstreamExchange;
     const head = await new Promise<UpstreamHead>((resolve, reject) => {
-      exchange = new UpstreamExchange(resolve, reject);
+      exchange = new UpstreamExchange(resolve, reject, () => {
+        target.outstanding--;
+        upstream.inflight--;
+      });
       ctx[kUpstreamExchange] = exchange;
       target.pool.dispatch(
         { method: request.method as Dispatcher.HttpMethod, path: target.basePath + request.path, headers: headers as Record<string, string | string[]>, body },
@@ -40,12 +102,20 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
     });
     ctx.upstreamHeadersMs = performance.now() - sentAt;
     ctx.upstreamStatus = head.status;
-    const responseHeaders = stripResponseHopByHop(head.headers);
-    return new GatewayResponse(head.status, new HeaderMap(responseHeaders), null, 'upstream', exchange);
+    return new GatewayResponse(head.status, new HeaderMap(stripResponseHopByHop(head.headers)), null, 'upstream', exchange);
   } catch (error) {
-    if (GatewayError.is(error)) throw error;
-    throw toUpstreamError(error, route.upstream.name, target.origin, ctx[kUpstreamExchange]?.clientGone ?? false);
+    if (GatewayError.is(error)) return error;
+    return toUpstreamError(error, upstream.name, target.origin, ctx[kUpstreamExchange]?.clientGone ?? false);
   }
+}
+
+/** A retried attempt's client span ends as an error; the next attempt gets its own. */
+function failClientSpan(ctx: RequestContext): void {
+  const traced = ctx[kRequestTrace];
+  if (traced === null || traced.client === null) return;
+  traced.client.setStatus({ code: SpanStatusCode.ERROR });
+  traced.client.end();
+  traced.client = null;
 }
 
 /**

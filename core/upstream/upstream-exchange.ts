@@ -51,10 +51,20 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   #onSinkError: ((error: Error) => void) | null = null;
   #readable: Readable | null = null;
   #waitingForDrain = false;
+  /** Called once when nothing of the exchange is in flight any more (for least-outstanding balancing). */
+  #onFinish: (() => void) | null;
 
-  constructor(resolve: (head: UpstreamHead) => void, reject: (error: Error) => void) {
+  constructor(resolve: (head: UpstreamHead) => void, reject: (error: Error) => void, onFinish: (() => void) | null = null) {
     this.#resolve = resolve;
     this.#reject = reject;
+    this.#onFinish = onFinish;
+  }
+
+  #finish(): void {
+    const onFinish = this.#onFinish;
+    if (onFinish === null) return;
+    this.#onFinish = null;
+    onFinish();
   }
 
   /** True once the client went away and the exchange was stopped for that reason. */
@@ -91,6 +101,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   }
 
   onResponseEnd(): void {
+    this.#finish();
     if (this.#mode === DIRECT) {
       this.#mode = DONE;
       this.#sink!.end();
@@ -103,6 +114,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   }
 
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    this.#finish();
     if (!this.#headSettled) {
       this.#headSettled = true;
       this.#mode = DONE;
@@ -177,6 +189,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
     if (this.#givenUp) return;
     this.#givenUp = true;
     this.#gaveUpFor = reason;
+    this.#finish();
     const finished = this.#finished();
     // Whatever still arrives has nowhere to go.
     this.#held = [];

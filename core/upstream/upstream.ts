@@ -1,5 +1,8 @@
 import { Pool } from 'undici';
+import type { Logger } from 'pino';
 import type { ParsedUpstream } from '../config/schema.ts';
+import type { RequestContext } from '../context.ts';
+import { counter } from '../telemetry/metrics.ts';
 
 export interface UpstreamTarget {
   /** `http://127.0.0.1:3001` */
@@ -9,18 +12,49 @@ export interface UpstreamTarget {
   /** Prefixed to every forwarded path; `''` for none. */
   readonly basePath: string;
   readonly pool: Pool;
+  readonly weight: number;
+  /** Requests this worker has in flight to it. */
+  outstanding: number;
+  /** Failures in a row (passive health). */
+  failures: number;
+  /** Date.now() before which it is left out. */
+  ejectedUntil: number;
+  /** Smooth weighted round-robin state. */
+  currentWeight: number;
 }
 
-/** A named upstream: one undici Pool per target, chosen in round-robin. */
+const ejections = counter('tollgate_upstream_ejections_total', 'Targets left out after failing too many times in a row.', ['tollgate_upstream'] as const);
+
+/**
+ * A named upstream: one undici Pool per target, a balancing policy, passive health (targets that keep
+ * failing are left out for a while), a retry budget and a concurrency limit. All of it is per worker.
+ */
 export class Upstream {
   readonly name: string;
   readonly targets: readonly UpstreamTarget[];
-  #next = 0;
+  readonly config: ParsedUpstream;
+  readonly #logger: Logger | null;
+  /** Requests in flight, for the concurrency limit. */
+  inflight = 0;
+  // The retry budget counts requests and retries over a tumbling ten-second window.
+  #windowStart = 0;
+  #requests = 0;
+  #retries = 0;
+  #rotation = 0;
 
-  constructor(name: string, config: ParsedUpstream) {
+  constructor(name: string, config: ParsedUpstream, logger: Logger | null = null) {
     this.name = name;
+    this.config = config;
+    this.#logger = logger;
     this.targets = config.targets.map((target) => ({
-      ...target,
+      origin: target.origin,
+      host: target.host,
+      basePath: target.basePath,
+      weight: target.weight,
+      outstanding: 0,
+      failures: 0,
+      ejectedUntil: 0,
+      currentWeight: 0,
       pool: new Pool(target.origin, {
         connections: config.pool.connections,
         pipelining: config.pool.pipelining,
@@ -32,13 +66,138 @@ export class Upstream {
     }));
   }
 
-  pick(): UpstreamTarget {
-    const target = this.targets[this.#next]!;
-    this.#next = this.#next + 1 === this.targets.length ? 0 : this.#next + 1;
-    return target;
+  /** The target for this attempt, leaving out unhealthy ones and those already tried; null when none is left. */
+  pick(ctx: RequestContext, tried: readonly UpstreamTarget[] | null): UpstreamTarget | null {
+    const targets = this.targets;
+    if (targets.length === 1 && tried === null) {
+      const only = targets[0]!;
+      return only.ejectedUntil === 0 || Date.now() >= only.ejectedUntil ? only : null;
+    }
+    const now = Date.now();
+    const usable = (target: UpstreamTarget): boolean => (target.ejectedUntil === 0 || now >= target.ejectedUntil) && (tried === null || !tried.includes(target));
+    const balance = this.config.balance;
+    if (balance === 'round-robin') return this.#weightedRoundRobin(usable);
+    if (balance === 'least-outstanding') return this.#leastOutstanding(usable);
+    return this.#rendezvous(hashKey(ctx, balance.hash), usable);
+  }
+
+  /** Passive health: a success clears a target's failures; enough failures in a row leave it out for a while. */
+  report(target: UpstreamTarget, ok: boolean): void {
+    if (ok) {
+      target.failures = 0;
+      target.ejectedUntil = 0;
+      return;
+    }
+    target.failures++;
+    if (target.failures < this.config.health.failures) return;
+    // One more failure after the ejection ends sends it out again at once.
+    target.failures = this.config.health.failures - 1;
+    target.ejectedUntil = Date.now() + this.config.health.ejectFor;
+    ejections.inc({ tollgate_upstream: this.name });
+    this.#logger?.warn(
+      { upstream: this.name, target: target.origin, ejectForMs: this.config.health.ejectFor },
+      `upstream "${this.name}": ${target.origin} failed ${this.config.health.failures} times in a row; left out for ${this.config.health.ejectFor} ms`,
+    );
+  }
+
+  /** Counts a request against the retry budget's window. */
+  countRequest(): void {
+    this.#rollWindow();
+    this.#requests++;
+  }
+
+  /** Whether one more retry fits the budget (and counts it if so). */
+  takeRetry(): boolean {
+    this.#rollWindow();
+    if (this.#retries >= 10 + this.config.retries.budget * this.#requests) return false;
+    this.#retries++;
+    return true;
   }
 
   async close(): Promise<void> {
     await Promise.all(this.targets.map((target) => target.pool.close()));
   }
+
+  #rollWindow(): void {
+    const now = Date.now();
+    if (now - this.#windowStart < 10_000) return;
+    this.#windowStart = now;
+    this.#requests = 0;
+    this.#retries = 0;
+  }
+
+  /** nginx's smooth weighted round-robin: evenly interleaved, each target its weight's share. */
+  #weightedRoundRobin(usable: (target: UpstreamTarget) => boolean): UpstreamTarget | null {
+    let best: UpstreamTarget | null = null;
+    let total = 0;
+    for (const target of this.targets) {
+      if (!usable(target)) continue;
+      target.currentWeight += target.weight;
+      total += target.weight;
+      if (best === null || target.currentWeight > best.currentWeight) best = target;
+    }
+    if (best !== null) best.currentWeight -= total;
+    return best;
+  }
+
+  #leastOutstanding(usable: (target: UpstreamTarget) => boolean): UpstreamTarget | null {
+    let best: UpstreamTarget | null = null;
+    const count = this.targets.length;
+    // Ties go round the targets rather than always to the first.
+    const start = this.#rotation++ % count;
+    for (let i = 0; i < count; i++) {
+      const target = this.targets[(start + i) % count]!;
+      if (usable(target) && (best === null || target.outstanding < best.outstanding)) best = target;
+    }
+    return best;
+  }
+
+  /**
+   * Rendezvous hashing: every target scores the key, the highest usable score wins. The same key
+   * picks the same target in every worker and every gateway, and a target leaving moves only its keys.
+   */
+  #rendezvous(key: string, usable: (target: UpstreamTarget) => boolean): UpstreamTarget | null {
+    let best: UpstreamTarget | null = null;
+    let bestScore = -1;
+    for (const target of this.targets) {
+      if (!usable(target)) continue;
+      const score = fnv1a(`${key}\n${target.origin}`) / 4_294_967_296;
+      // Weighted rendezvous (-w / ln(score)): a target of weight 2 wins twice as many keys.
+      const weighted = -target.weight / Math.log(score || Number.MIN_VALUE);
+      if (weighted > bestScore) {
+        bestScore = weighted;
+        best = target;
+      }
+    }
+    return best;
+  }
+}
+
+type HashBy = Exclude<ParsedUpstream['balance'], string>['hash'];
+
+function hashKey(ctx: RequestContext, by: HashBy): string {
+  if (by === 'ip') return ctx.request.ip;
+  if (by === 'consumer') return ctx.consumer?.id ?? ctx.request.ip;
+  if ('header' in by) {
+    const value = ctx.request.headers[by.header];
+    return (Array.isArray(value) ? value[0] : value) ?? ctx.request.ip;
+  }
+  const cookies = ctx.request.headers.cookie ?? '';
+  const match = new RegExp(`(?:^|;\\s*)${by.cookie.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}=([^;]*)`).exec(cookies);
+  return match?.[1] ?? ctx.request.ip;
+}
+
+/** FNV-1a with murmur3's finaliser, so that keys differing in their last bytes still spread evenly. */
+function fnv1a(text: string): number {
+  let hash = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) {
+    hash ^= text.charCodeAt(i);
+    hash = Math.imul(hash, 0x01000193);
+  }
+  hash ^= hash >>> 16;
+  hash = Math.imul(hash, 0x85ebca6b);
+  hash ^= hash >>> 13;
+  hash = Math.imul(hash, 0xc2b2ae35);
+  hash ^= hash >>> 16;
+  return hash >>> 0;
 }
