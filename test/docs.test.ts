@@ -232,3 +232,30 @@ describe('docs/plugins/cache.md', () => {
     expect((await send(`${gateway.url}/products/2`)).headers['cache-status']).to.include('fwd=uri-miss');
   });
 });
+
+describe('docs/upstreams.md', () => {
+  let upstream: TestUpstream;
+  let gateway: GatewayProcess;
+  let dir = '';
+
+  before(async () => {
+    upstream = await startUpstream();
+    dir = materialise('docs/upstreams.md');
+    // The first orders target refuses connections: retries and passive health cover it.
+    const dead = `http://127.0.0.1:${await closedPort()}`;
+    gateway = await startGatewayFrom(join(dir, 'gateway.config.ts'), {
+      env: { PORT: '0', ORDERS_A: dead, ORDERS_B: upstream.url, CARTS_A: upstream.url, CARTS_B: upstream.url },
+    });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('answers every GET although one orders target is down', async () => {
+    for (let i = 0; i < 12; i++) expect((await send(`${gateway.url}/orders/${i}`)).status).to.equal(200);
+    expect((await send(`${gateway.url}/carts/1`, { headers: { cookie: 'session=abc' } })).status).to.equal(200);
+  });
+});
