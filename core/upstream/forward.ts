@@ -72,12 +72,12 @@ async function attemptOnce(
   ctx: RequestContext,
   route: CompiledRoute,
   target: UpstreamTarget,
-  baseHeaders: HeaderRecord,
+  headers: HeaderRecord,
   body: string | Uint8Array | Readable | IncomingMessage | null,
 ): Promise<GatewayResponse | GatewayError> {
   const request = ctx.upstreamRequest;
   const upstream = route.upstream;
-  const headers: HeaderRecord = { ...baseHeaders };
+  // The same record for every attempt: what differs (Host, the trace context) is overwritten.
   headers.host = route.preserveHost ? requestHost(ctx.request.raw) ?? target.host : target.host;
   ctx.upstreamTarget = target.origin;
   const traced = ctx[kRequestTrace];
