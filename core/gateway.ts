@@ -5,6 +5,8 @@ import type { MatchedRoute } from './context.ts';
 import type { ResolvedConfig, ResolvedPlugin } from './config/validate.ts';
 import { GatewayError } from './errors.ts';
 import { handleRequest } from './http/handler.ts';
+import { handleUpgrade } from './http/upgrade.ts';
+import type { Duplex } from 'node:stream';
 import { TrustedProxies } from './http/trusted-proxies.ts';
 import type { GatewayServices, PluginHooks, PluginInstance } from './plugin.ts';
 import { RedisConnection } from './redis/redis-client.ts';
@@ -117,6 +119,11 @@ export class Gateway {
   /** The `http.Server` request listener. */
   readonly handle = (req: IncomingMessage, res: ServerResponse): void => {
     handleRequest(this, req, res);
+  };
+
+  /** The listener's `upgrade` handler: WebSocket proxying through the route's chain. */
+  readonly upgrade = (req: IncomingMessage, socket: Duplex, head: Buffer, track: (socket: Duplex) => void): void => {
+    handleUpgrade(this, req, socket, head, track);
   };
 
   /** Called by the handler when a request is done. */

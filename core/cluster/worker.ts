@@ -44,7 +44,7 @@ export async function runWorker(): Promise<void> {
     const { config } = await loadConfig({ path: process.env[ENV_CONFIG] });
     logger.level = config.log.level;
     gateway = await Gateway.create(config, { logger, workerId });
-    listener = createListener(config, gateway.handle);
+    listener = createListener(config, gateway.handle, gateway.upgrade);
     server = listener.server;
     const address = { port: Number(process.env[ENV_PORT] ?? config.listen.port), host: config.listen.host };
     await new Promise<void>((resolve, reject) => {
