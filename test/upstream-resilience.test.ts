@@ -6,8 +6,13 @@ import { closedPort, startUpstream } from './support/upstream.ts';
 
 /** An upstream that names itself in every answer; `mode` decides what it does. */
 async function named(name: string) {
-  const state = { mode: 'ok' as 'ok' | '503' | 'slow', hits: 0 };
+  const state = { mode: 'ok' as 'ok' | '503' | 'slow', hits: 0, healthy: true, checks: 0 };
   const upstream = await startUpstream((req: IncomingMessage, res: ServerResponse) => {
+    if (req.url === '/health') {
+      state.checks++;
+      req.resume();
+      return void res.writeHead(state.healthy ? 200 : 500, { 'content-length': '0' }).end();
+    }
     state.hits++;
     req.resume();
     const answer = (status: number): void => {
@@ -51,6 +56,7 @@ describe('upstream resilience', () => {
           least: { targets: ['${A}', '${B}'], balance: 'least-outstanding' },
           sticky: { targets: ['${A}', '${B}'], balance: { hash: { header: 'x-user' } } },
           guarded: { targets: ['${A}'], limits: { maxConcurrent: 2 } },
+          checked: { targets: ['${A}', '${B}'], health: { active: { path: '/health', interval: '200ms', healthyThreshold: 1, unhealthyThreshold: 1 } } },
         },
         routes: [
           { path: '/dead', upstream: 'withDead' },
@@ -61,6 +67,7 @@ describe('upstream resilience', () => {
           { path: '/least', upstream: 'least' },
           { path: '/sticky', upstream: 'sticky' },
           { path: '/guarded', upstream: 'guarded' },
+          { path: '/checked', upstream: 'checked' },
         ],
       });
     `, { workers: 2 });
@@ -73,6 +80,7 @@ describe('upstream resilience', () => {
   beforeEach(() => {
     a.state.mode = 'ok';
     b.state.mode = 'ok';
+    a.state.healthy = true;
   });
 
   it('retries a GET that found a target refusing connections on another target; never a POST', async () => {
@@ -166,5 +174,25 @@ describe('upstream resilience', () => {
     expect(overloaded.length).to.be.at.least(8);
     for (const r of overloaded) expect(r.json().error.code).to.equal('TG_ERR_UPSTREAM_OVERLOADED');
     expect(responses.filter((r) => r.status === 200).length).to.be.within(2, 4);
+  });
+
+  it('takes a target out of every worker while its active health check fails, checking once per host', async () => {
+    const checksBefore = a.state.checks;
+    const startedAt = Date.now();
+    a.state.healthy = false;
+    await gateway.waitForLog((line) => /health check: .* is unhealthy/.test(line.msg ?? ''));
+    await new Promise((resolve) => setTimeout(resolve, 100)); // the message reaches the workers
+    const whileDown: TestResponse[] = [];
+    for (let i = 0; i < 20; i++) whileDown.push(await send(`${gateway.url}/checked`));
+    expect(count(whileDown)).to.deep.equal({ b: 20 });
+    a.state.healthy = true;
+    await gateway.waitForLog((line) => /health check: .* is healthy again/.test(line.msg ?? ''));
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const afterwards: TestResponse[] = [];
+    for (let i = 0; i < 20; i++) afterwards.push(await send(`${gateway.url}/checked`));
+    expect(count(afterwards).a ?? 0).to.be.at.least(5);
+    // One check per interval from the host (the primary), not one per worker.
+    const intervals = (Date.now() - startedAt) / 200;
+    expect(a.state.checks - checksBefore).to.be.at.most(Math.ceil(intervals) + 2);
   });
 });

@@ -6,6 +6,7 @@ import type { ResolvedConfig } from '../config/validate.ts';
 import { createLogger } from '../log/logger.ts';
 import { serveHostLimits } from '../limits/host-limits.ts';
 import { HostMetrics } from '../telemetry/metrics.ts';
+import { HealthChecks } from './health-checks.ts';
 import { ENV_CONFIG, ENV_PORT, ENV_WORKER, isWorkerMessage, type PrimaryMessage } from './messages.ts';
 import { respawnDelay } from './respawn-backoff.ts';
 import { startAdmin, type ReloadOutcome } from './admin.ts';
@@ -100,6 +101,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   cluster.schedulingPolicy = config.scheduling === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   cluster.setupPrimary({ exec: WORKER_ENTRY, args: [] });
   const hostMetrics = new HostMetrics();
+  const healthChecks = new HealthChecks(config, logger, () => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined));
+  // A worker starts believing every target healthy: tell it which are not, once it is listening.
+  cluster.on('listening', (worker) => healthChecks.greet(worker));
   // A worker reports its Redis state while it starts, before it is a slot's worker (a rolling reload).
   const redisStates = new WeakMap<Worker, boolean>();
   cluster.on('fork', (worker) =>
@@ -199,6 +203,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     const stopAll = (reason: string, code: number): void => {
       if (stopping) return;
       stopping = true;
+      healthChecks.stop();
       exitCode = code;
       admin?.close();
       const live = slots.filter((slot) => slot.worker !== null);

@@ -7,6 +7,7 @@ import { Gateway } from '../gateway.ts';
 import { createListener, type Listener } from '../http/listener.ts';
 import { createLogger, type LoggerHandle } from '../log/logger.ts';
 import { ENV_CONFIG, ENV_PORT, ENV_WORKER, type PrimaryMessage, type WorkerMessage } from './messages.ts';
+import type { HealthMessage } from './health-checks.ts';
 
 /**
  * A cluster worker: loads the config the primary validated, sets up plugins and pools, serves on the
@@ -31,13 +32,14 @@ export async function runWorker(): Promise<void> {
     stopRequested = true;
     if (started) void drain();
   };
-  process.on('message', (message: PrimaryMessage) => {
+  process.on('message', (message: PrimaryMessage | HealthMessage) => {
     if (message?.type === 'tollgate:drain') requestStop();
+    if (message?.type === 'tollgate:health') gateway?.upstreams.get(message.upstream)?.setDown(message.origin, !message.healthy);
   });
   // The primary is gone (killed, say): nobody will restart or stop us, so finish up and leave.
   process.on('disconnect', requestStop);
 
-  let gateway!: Gateway;
+  let gateway: Gateway | undefined;
   let server!: Server;
   let listener!: Listener;
   try {

@@ -53,6 +53,15 @@ const upstream = z.strictObject({
     .strictObject({
       failures: z.int().min(1).default(5),
       ejectFor: duration.default(10_000),
+      active: z
+        .strictObject({
+          path: z.string().startsWith('/', 'a health check path starts with "/"'),
+          interval: duration.default(5_000),
+          timeout: duration.default(2_000),
+          healthyThreshold: z.int().min(1).default(2),
+          unhealthyThreshold: z.int().min(1).default(2),
+        })
+        .optional(),
     })
     .prefault({}),
   retries: z

@@ -174,7 +174,16 @@ export interface UpstreamConfig {
    * Passive health: a target that fails `failures` times in a row (refused, reset, timed out, or a
    * 502/503/504) is left out for `ejectFor`, then tried again. Defaults 5 and `'10s'`.
    */
-  health?: { failures?: number; ejectFor?: Duration };
+  health?: {
+    failures?: number;
+    ejectFor?: Duration;
+    /**
+     * Active checks: the primary GETs `path` on every target each `interval` (once per host, not once
+     * per worker); a target that fails `unhealthyThreshold` checks in a row (a status outside
+     * 200-399, or no answer within `timeout`) gets no traffic until it passes `healthyThreshold`.
+     */
+    active?: { path: string; interval?: Duration; timeout?: Duration; healthyThreshold?: number; unhealthyThreshold?: number };
+  };
   /**
    * Retries, to another target when there is one, only when no byte of the response reached the
    * client and the request body can be sent again. By default one retry of a failed connection or a

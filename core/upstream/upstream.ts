@@ -21,6 +21,8 @@ export interface UpstreamTarget {
   ejectedUntil: number;
   /** Smooth weighted round-robin state. */
   currentWeight: number;
+  /** Failing the primary's active health checks. */
+  down: boolean;
 }
 
 const ejections = counter('tollgate_upstream_ejections_total', 'Targets left out after failing too many times in a row.', ['tollgate_upstream'] as const);
@@ -55,6 +57,7 @@ export class Upstream {
       failures: 0,
       ejectedUntil: 0,
       currentWeight: 0,
+      down: false,
       pool: new Pool(target.origin, {
         connections: config.pool.connections,
         pipelining: config.pool.pipelining,
@@ -71,10 +74,11 @@ export class Upstream {
     const targets = this.targets;
     if (targets.length === 1 && tried === null) {
       const only = targets[0]!;
-      return only.ejectedUntil === 0 || Date.now() >= only.ejectedUntil ? only : null;
+      return !only.down && (only.ejectedUntil === 0 || Date.now() >= only.ejectedUntil) ? only : null;
     }
     const now = Date.now();
-    const usable = (target: UpstreamTarget): boolean => (target.ejectedUntil === 0 || now >= target.ejectedUntil) && (tried === null || !tried.includes(target));
+    const usable = (target: UpstreamTarget): boolean =>
+      !target.down && (target.ejectedUntil === 0 || now >= target.ejectedUntil) && (tried === null || !tried.includes(target));
     const balance = this.config.balance;
     if (balance === 'round-robin') return this.#weightedRoundRobin(usable);
     if (balance === 'least-outstanding') return this.#leastOutstanding(usable);
@@ -98,6 +102,11 @@ export class Upstream {
       { upstream: this.name, target: target.origin, ejectForMs: this.config.health.ejectFor },
       `upstream "${this.name}": ${target.origin} failed ${this.config.health.failures} times in a row; left out for ${this.config.health.ejectFor} ms`,
     );
+  }
+
+  /** The primary's active health check says `origin` is up or down. */
+  setDown(origin: string, down: boolean): void {
+    for (const target of this.targets) if (target.origin === origin) target.down = down;
   }
 
   /** Counts a request against the retry budget's window. */
