@@ -1,5 +1,4 @@
 import { expect } from 'chai';
-import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, mkdtempSync } from 'node:fs';
 import { connect as http2Connect } from 'node:http2';
 import { request as httpsRequest } from 'node:https';
@@ -8,17 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CORE, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
 import { startUpstream, type TestUpstream } from './support/upstream.ts';
-
-/** A self-signed certificate for 127.0.0.1/localhost, made with the system's openssl. */
-function makeCertificate(dir: string, name: string): { cert: string; key: string } {
-  const cert = join(dir, `${name}.crt`);
-  const key = join(dir, `${name}.key`);
-  execFileSync('openssl', [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '2',
-    '-subj', `/CN=${name}`, '-addext', 'subjectAltName=IP:127.0.0.1,DNS:localhost', '-keyout', key, '-out', cert,
-  ], { stdio: 'ignore' });
-  return { cert, key };
-}
+import { makeCertificate } from './support/certificates.ts';
 
 function https1(port: number, ca: Buffer, options: { path?: string; maxVersion?: 'TLSv1.1' } = {}): Promise<{ status: number; body: string; alpn: string | false }> {
   return new Promise((resolve, reject) => {

@@ -82,8 +82,16 @@ const upstream = z.strictObject({
       connections: z.int().min(1).default(128),
       pipelining: z.int().min(0).default(1),
       keepAliveTimeout: duration.default(4_000),
+      http2: z.boolean().default(false),
     })
     .prefault({}),
+  tls: z
+    .strictObject({
+      ca: z.string().min(1).optional(),
+      servername: z.string().min(1).optional(),
+      rejectUnauthorized: z.boolean().default(true),
+    })
+    .optional(),
 });
 
 const hostPort = z.string().regex(/^[^\s:]+:\d{1,5}$/, 'expected host:port');

@@ -210,7 +210,11 @@ export interface UpstreamConfig {
     pipelining?: number;
     /** Idle time before a pooled connection is closed. Default `'4s'`. */
     keepAliveTimeout?: Duration;
+    /** Speak HTTP/2 to `https:` targets that offer it through ALPN (HTTP/1.1 otherwise). Default false. */
+    http2?: boolean;
   };
+  /** TLS to `https:` targets: a CA file to trust (path relative to the config), the name to verify. */
+  tls?: { ca?: string; servername?: string; rejectUnauthorized?: boolean };
 }
 
 export interface RouteConfig<Upstreams extends string = string> {

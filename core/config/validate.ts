@@ -57,9 +57,24 @@ export async function validateConfig(input: unknown, source: string): Promise<Re
   }
   checkRouteConflicts(routes, issues);
   const tls = config.tls === undefined ? undefined : resolveTlsFiles(config.tls, source, issues);
+  const upstreams = Object.fromEntries(
+    Object.entries(config.upstreams).map(([name, upstream]) => [name, resolveUpstreamCa(name, upstream, source, issues)]),
+  );
 
   if (issues.length > 0) throw new ConfigError(source, issues);
-  return { ...config, tls, plugins, routes };
+  return { ...config, tls, upstreams, plugins, routes };
+}
+
+/** An upstream's CA file, made absolute (relative to the config file) and checked readable. */
+function resolveUpstreamCa(name: string, upstream: ParsedConfig['upstreams'][string], source: string, issues: ConfigIssue[]): ParsedConfig['upstreams'][string] {
+  if (upstream.tls?.ca === undefined) return upstream;
+  const ca = resolve(dirname(source), upstream.tls.ca);
+  try {
+    accessSync(ca, constants.R_OK);
+  } catch (error) {
+    issues.push({ where: `upstreams.${name}.tls.ca`, message: `cannot read ${ca} (${(error as NodeJS.ErrnoException).code})` });
+  }
+  return { ...upstream, tls: { ...upstream.tls, ca } };
 }
 
 /** Makes the TLS file paths absolute (relative to the config file) and checks they can be read. */

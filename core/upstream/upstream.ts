@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { Pool } from 'undici';
 import type { Logger } from 'pino';
 import type { ParsedUpstream } from '../config/schema.ts';
@@ -62,9 +63,15 @@ export class Upstream {
         connections: config.pool.connections,
         pipelining: config.pool.pipelining,
         keepAliveTimeout: config.pool.keepAliveTimeout,
-        connectTimeout: config.timeouts.connect,
         headersTimeout: config.timeouts.headers,
         bodyTimeout: config.timeouts.body,
+        allowH2: config.pool.http2,
+        connect: {
+          timeout: config.timeouts.connect,
+          ...(config.tls?.ca ? { ca: readFileSync(config.tls.ca) } : {}),
+          ...(config.tls?.servername ? { servername: config.tls.servername } : {}),
+          rejectUnauthorized: config.tls?.rejectUnauthorized ?? true,
+        },
       }),
     }));
   }
