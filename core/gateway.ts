@@ -25,6 +25,8 @@ export interface CompiledRoute {
   readonly rewritePath: PathRewrite;
   /** Where the authenticated consumer's id goes upstream. */
   readonly consumerHeader: string;
+  /** The route's own timeouts, over the upstream's. */
+  readonly timeouts: { headers?: number | undefined; body?: number | undefined; total?: number | undefined };
 }
 
 export interface GatewayOptions {
@@ -87,6 +89,7 @@ export class Gateway {
           preserveHost: route.preserveHost,
           rewritePath: compilePathRewrite(route),
           consumerHeader: config.consumerHeader,
+          timeouts: route.timeouts,
         },
       })),
     );

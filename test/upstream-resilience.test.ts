@@ -6,7 +6,7 @@ import { closedPort, startUpstream } from './support/upstream.ts';
 
 /** An upstream that names itself in every answer; `mode` decides what it does. */
 async function named(name: string) {
-  const state = { mode: 'ok' as 'ok' | '503' | 'slow', hits: 0, healthy: true, checks: 0 };
+  const state = { mode: 'ok' as 'ok' | '503' | 'slow' | 'hang' | 'dribble', hits: 0, healthy: true, checks: 0 };
   const upstream = await startUpstream((req: IncomingMessage, res: ServerResponse) => {
     if (req.url === '/health') {
       state.checks++;
@@ -21,6 +21,12 @@ async function named(name: string) {
     };
     if (state.mode === '503') return answer(503);
     if (state.mode === 'slow') return void setTimeout(() => answer(200), 300);
+    if (state.mode === 'hang') return;
+    if (state.mode === 'dribble') {
+      res.writeHead(200, { 'content-length': '1000' });
+      res.write('a little');
+      return;
+    }
     answer(200);
   });
   return { upstream, state };
@@ -68,6 +74,8 @@ describe('upstream resilience', () => {
           { path: '/sticky', upstream: 'sticky' },
           { path: '/guarded', upstream: 'guarded' },
           { path: '/checked', upstream: 'checked' },
+          { path: '/deadline', upstream: 'guarded', timeouts: { total: '300ms' } },
+          { path: '/quick-headers', upstream: 'guarded', timeouts: { headers: '200ms' } },
         ],
       });
     `, { workers: 2 });
@@ -194,5 +202,24 @@ describe('upstream resilience', () => {
     // One check per interval from the host (the primary), not one per worker.
     const intervals = (Date.now() - startedAt) / 200;
     expect(a.state.checks - checksBefore).to.be.at.most(Math.ceil(intervals) + 2);
+  });
+
+  it("answers 504 when the route's total timeout expires before the upstream answers", async () => {
+    a.state.mode = 'hang';
+    const res = await send(`${gateway.url}/deadline`);
+    expect(res.status).to.equal(504);
+    expect(res.json().error.code).to.equal('TG_ERR_UPSTREAM_TIMEOUT');
+    const quick = await send(`${gateway.url}/quick-headers`);
+    expect(quick.status).to.equal(504);
+  });
+
+  it("cuts a response still streaming when the route's total timeout expires", async () => {
+    a.state.mode = 'dribble';
+    const error = await send(`${gateway.url}/deadline`).then(
+      (res) => `completed with ${res.status} and ${res.text.length} bytes`,
+      (e: Error) => e.message,
+    );
+    expect(error).to.match(/aborted|socket hang up|ECONNRESET/);
+    await gateway.waitForLog((line) => line.path === '/deadline' && line.code === 'TG_ERR_UPSTREAM_TIMEOUT' && line.status === 200);
   });
 });

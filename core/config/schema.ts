@@ -146,6 +146,7 @@ const route = z.strictObject({
   stripPrefix: z.string().startsWith('/').optional(),
   rewrite: z.string().startsWith('/').optional(),
   preserveHost: z.boolean().default(false),
+  timeouts: z.strictObject({ headers: duration.optional(), body: duration.optional(), total: duration.optional() }).default({}),
   plugins: z.array(pluginInstance).default([]),
 });
 

@@ -234,6 +234,12 @@ export interface RouteConfig<Upstreams extends string = string> {
   rewrite?: string;
   /** Send the client's `Host` upstream instead of the target's. Default false. */
   preserveHost?: boolean;
+  /**
+   * Override the upstream's `headers` and `body` timeouts for this route, and set `total`: the
+   * longest the upstream exchange may take, retries included (504 if no response has started;
+   * the connection is cut if one has).
+   */
+  timeouts?: { headers?: Duration; body?: Duration; total?: Duration };
   /** Plugins for this route, after the global ones. */
   plugins?: PluginInstance[];
 }

@@ -39,6 +39,8 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
   const replayable = body === null || typeof body === 'string' || body instanceof Uint8Array;
   const retriesLeft = replayable && retries.methods.includes(request.method as 'GET') ? retries.attempts : 0;
   upstream.countRequest();
+  const total = route.timeouts.total;
+  const deadline = total === undefined ? 0 : performance.now() + total;
 
   let tried: UpstreamTarget[] | null = null;
   for (let attempt = 0; ; attempt++) {
@@ -48,8 +50,8 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
         logDetail: `upstream "${upstream.name}": ${tried === null ? 'every target is left out after failing' : 'no other target to retry on'}`,
       });
     }
-    const outcome = await attemptOnce(ctx, route, target, headers, body);
-    const canRetry = attempt < retriesLeft && !ctx[kUpstreamExchange]!.clientGone;
+    const outcome = await attemptOnce(ctx, route, target, headers, body, deadline);
+    const canRetry = attempt < retriesLeft && !ctx[kUpstreamExchange]!.clientGone && (deadline === 0 || performance.now() < deadline);
     if (outcome instanceof GatewayResponse) {
       const status = outcome.status;
       upstream.report(target, !UNHEALTHY_STATUSES.has(status));
@@ -74,6 +76,7 @@ async function attemptOnce(
   target: UpstreamTarget,
   headers: HeaderRecord,
   body: string | Uint8Array | Readable | IncomingMessage | null,
+  deadline: number,
 ): Promise<GatewayResponse | GatewayError> {
   const request = ctx.upstreamRequest;
   const upstream = route.upstream;
@@ -88,15 +91,26 @@ async function attemptOnce(
   target.outstanding++;
   upstream.inflight++;
   let exchange!: UpstreamExchange;
+  let timer: NodeJS.Timeout | null = null;
+  const { headers: headersTimeout, body: bodyTimeout } = route.timeouts;
   try {
     const head = await new Promise<UpstreamHead>((resolve, reject) => {
       exchange = new UpstreamExchange(resolve, reject, () => {
         target.outstanding--;
         upstream.inflight--;
+        if (timer !== null) clearTimeout(timer);
       });
       ctx[kUpstreamExchange] = exchange;
+      if (deadline !== 0) timer = setTimeout(() => exchange.expire(), Math.max(0, deadline - performance.now()));
       target.pool.dispatch(
-        { method: request.method as Dispatcher.HttpMethod, path: target.basePath + request.path, headers: headers as Record<string, string | string[]>, body },
+        {
+          method: request.method as Dispatcher.HttpMethod,
+          path: target.basePath + request.path,
+          headers: headers as Record<string, string | string[]>,
+          body,
+          ...(headersTimeout === undefined ? {} : { headersTimeout }),
+          ...(bodyTimeout === undefined ? {} : { bodyTimeout }),
+        },
         exchange,
       );
     });

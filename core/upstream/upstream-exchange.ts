@@ -27,6 +27,7 @@ const DONE = 3;
 // Shared, not made per request: they only tell undici (and ourselves) why an exchange was stopped.
 const CLIENT_GONE = Object.assign(new Error('the client closed the connection'), { code: 'TG_CLIENT_GONE' });
 const DISCARDED = Object.assign(new Error('the response body was discarded'), { code: 'TG_DISCARDED' });
+const DEADLINE = Object.assign(new Error("the route's total timeout expired"), { code: 'TG_DEADLINE' });
 
 /**
  * One request to an upstream, as an undici dispatch handler. Compared with `pool.request()`, the
@@ -75,6 +76,15 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   /** The client went away: stop the upstream request, whatever stage it is in. */
   abort(): void {
     this.#giveUp(CLIENT_GONE);
+  }
+
+  /** The route's total timeout expired: stop the exchange (a 504 if no response has started). */
+  expire(): void {
+    // Before the head, aborting is enough: undici reports the abort, which rejects the head promise.
+    // After it, whoever has the body must hear why it stops.
+    if (this.#headSettled && this.#mode === DIRECT) this.#onSinkError?.(DEADLINE);
+    else if (this.#headSettled && this.#mode === STREAMING) this.#readable?.destroy(DEADLINE);
+    this.#giveUp(DEADLINE);
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
