@@ -62,6 +62,7 @@ describe('upstream resilience', () => {
           least: { targets: ['${A}', '${B}'], balance: 'least-outstanding' },
           sticky: { targets: ['${A}', '${B}'], balance: { hash: { header: 'x-user' } } },
           guarded: { targets: ['${A}'], limits: { maxConcurrent: 2 } },
+          queued: { targets: ['${A}'], pool: { connections: 1 }, limits: { maxPending: 1 } },
           checked: { targets: ['${A}', '${B}'], health: { active: { path: '/health', interval: '200ms', healthyThreshold: 1, unhealthyThreshold: 1 } } },
         },
         routes: [
@@ -74,6 +75,7 @@ describe('upstream resilience', () => {
           { path: '/sticky', upstream: 'sticky' },
           { path: '/guarded', upstream: 'guarded' },
           { path: '/checked', upstream: 'checked' },
+          { path: '/queued', upstream: 'queued' },
           { path: '/deadline', upstream: 'guarded', timeouts: { total: '300ms' } },
           { path: '/quick-headers', upstream: 'guarded', timeouts: { headers: '200ms' } },
         ],
@@ -221,5 +223,15 @@ describe('upstream resilience', () => {
     );
     expect(error).to.match(/aborted|socket hang up|ECONNRESET/);
     await gateway.waitForLog((line) => line.path === '/deadline' && line.code === 'TG_ERR_UPSTREAM_TIMEOUT' && line.status === 200);
+  });
+
+  it('answers 503 at once when maxPending requests already wait for a connection', async () => {
+    a.state.mode = 'slow';
+    // One connection per worker: per worker, one request in flight, one waiting, the rest refused.
+    const responses = await Promise.all(Array.from({ length: 12 }, () => send(`${gateway.url}/queued`)));
+    const refused = responses.filter((r) => r.status === 503);
+    expect(refused.length).to.be.at.least(6);
+    for (const r of refused) expect(r.json().error.code).to.equal('TG_ERR_UPSTREAM_OVERLOADED');
+    expect(responses.filter((r) => r.status === 200).length).to.be.within(2, 4);
   });
 });

@@ -73,7 +73,7 @@ const upstream = z.strictObject({
       budget: z.number().min(0).max(1).default(0.2),
     })
     .prefault({}),
-  limits: z.strictObject({ maxConcurrent: z.int().min(1).optional() }).prefault({}),
+  limits: z.strictObject({ maxConcurrent: z.int().min(1).optional(), maxPending: z.int().min(0).optional() }).prefault({}),
   timeouts: z
     .strictObject({ connect: duration.default(5_000), headers: duration.default(30_000), body: duration.default(30_000) })
     .prefault({}),

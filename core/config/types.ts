@@ -192,8 +192,11 @@ export interface UpstreamConfig {
    * ten, per ten seconds), so retries cannot multiply an outage.
    */
   retries?: { attempts?: number; statuses?: number[]; methods?: HttpMethod[]; backoff?: Duration; budget?: number };
-  /** Circuit breaking: over `maxConcurrent` requests in flight (per worker), answer 503 at once. */
-  limits?: { maxConcurrent?: number };
+  /**
+   * Circuit breaking, per worker: over `maxConcurrent` requests in flight, or with `maxPending`
+   * requests already queued for a connection to the chosen target, answer 503 at once.
+   */
+  limits?: { maxConcurrent?: number; maxPending?: number };
   timeouts?: {
     /** Time to open a connection (504 when exceeded). Default `'5s'`. */
     connect?: Duration;

@@ -50,6 +50,12 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
         logDetail: `upstream "${upstream.name}": ${tried === null ? 'every target is left out after failing' : 'no other target to retry on'}`,
       });
     }
+    const maxPending = upstream.config.limits.maxPending;
+    if (maxPending !== undefined && target.pool.stats.pending >= maxPending) {
+      throw new GatewayError('TG_ERR_UPSTREAM_OVERLOADED', undefined, {
+        logDetail: `upstream "${upstream.name}" (${target.origin}): ${target.pool.stats.pending} requests waiting for a connection (maxPending ${maxPending})`,
+      });
+    }
     const outcome = await attemptOnce(ctx, route, target, headers, body, deadline);
     const canRetry = attempt < retriesLeft && !ctx[kUpstreamExchange]!.clientGone && (deadline === 0 || performance.now() < deadline);
     if (outcome instanceof GatewayResponse) {
