@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { REPO, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
@@ -33,7 +34,7 @@ describe('docs/plugins.md', () => {
 
   before(async () => {
     upstream = await startUpstream();
-    expect(Object.keys(codeFiles('docs/plugins.md'))).to.have.members(['my-plugins/require-version.ts', 'gateway.config.ts']);
+    expect(Object.keys(codeFiles('docs/plugins.md'))).to.have.members(['my-plugins/require-version.ts', 'gateway.config.ts', 'test/require-version.test.ts']);
     dir = materialise('docs/plugins.md');
     gateway = await startGatewayFrom(join(dir, 'gateway.config.ts'), { env: { PORT: '0', ORDERS_URL: upstream.url } });
   });
@@ -64,6 +65,20 @@ describe('docs/plugins.md', () => {
     const res = await send(`${gateway.url}/legacy/1`);
     expect(res.status).to.equal(200);
     expect(res.headers['x-api-version']).to.equal('1');
+  });
+});
+
+describe('docs/plugins.md, the plugin test', () => {
+  it('passes as written, with tollgate/testing', () => {
+    const dir = materialise('docs/plugins.md');
+    try {
+      const mocha = join(REPO, 'node_modules/mocha/bin/mocha.js');
+      const run = spawnSync(process.execPath, [mocha, '--no-config', '--extension', 'ts', join(dir, 'test/require-version.test.ts')], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+      expect(run.status, run.stdout + run.stderr).to.equal(0);
+      expect(run.stdout).to.include('1 passing');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
