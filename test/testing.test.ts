@@ -70,3 +70,43 @@ describe('createTestGateway (tollgate/testing)', () => {
     }
   });
 });
+
+describe('tollgate new plugin', () => {
+  it('scaffolds a plugin whose generated test passes as generated', async () => {
+    const { mkdirSync, mkdtempSync, readdirSync, rmSync } = await import('node:fs');
+    const { join } = await import('node:path');
+    const { spawnSync } = await import('node:child_process');
+    const { REPO, runCli } = await import('./support/gateway-process.ts');
+    // Inside the repository, so that the generated imports of 'tollgate' resolve as in a user's project.
+    mkdirSync(join(REPO, '.tmp'), { recursive: true });
+    const dir = mkdtempSync(join(REPO, '.tmp', 'scaffold-'));
+    try {
+      const made = await runCli(['new', 'plugin', 'stamp-tenant', '--dir', join(dir, 'plugins')]);
+      expect(made.code, made.stderr).to.equal(0);
+      expect(readdirSync(join(dir, 'plugins/stamp-tenant')).sort()).to.deep.equal(['README.md', 'index.ts', 'stamp-tenant.test.ts']);
+      const mocha = join(REPO, 'node_modules/mocha/bin/mocha.js');
+      const run = spawnSync(process.execPath, [mocha, '--no-config', '--extension', 'ts', join(dir, 'plugins/stamp-tenant/stamp-tenant.test.ts')], { cwd: dir, encoding: 'utf8', timeout: 60_000 });
+      expect(run.status, run.stdout + run.stderr).to.equal(0);
+      expect(run.stdout).to.include('2 passing');
+      const again = await runCli(['new', 'plugin', 'stamp-tenant', '--dir', join(dir, 'plugins')]);
+      expect(again.code).to.equal(1);
+      expect((await runCli(['new', 'plugin', 'Bad_Name'])).code).to.equal(2);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('createTestGateway with a plugin that fails to set up', () => {
+  it('rejects with the setup error and leaves nothing running', async () => {
+    const broken = definePlugin({
+      name: 'broken',
+      version: '1.0.0',
+      setup() {
+        throw new Error('no database');
+      },
+    });
+    const error = await createTestGateway({ plugins: [broken()] }).catch((e: Error) => e);
+    expect(String(error)).to.include('setup failed: no database');
+  });
+});

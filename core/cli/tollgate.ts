@@ -4,6 +4,7 @@ import { loadConfig } from '../config/load-config.ts';
 import { runPrimary } from '../cluster/primary.ts';
 import bcrypt from 'bcryptjs';
 import { hashKey, newKey } from '../../plugins/key-auth/key-hash.ts';
+import { newPlugin } from './new-plugin.ts';
 
 // 12 rounds: ~0.2 s per check on this machine's cores; basic-auth caches verified pairs.
 const BCRYPT_COST = 12;
@@ -17,11 +18,14 @@ Commands:
   hash-key [KEY] Print a new random API key and its hash for key-auth (or the hash of KEY)
   hash-password PASSWORD
                  Print a bcrypt hash of PASSWORD for basic-auth
+  new plugin NAME
+                 Scaffold a plugin in plugins/NAME (--dir to choose): options, hooks, a test, a README
 
 Options:
   -c, --config FILE   Config file (default: gateway.config.ts and the usual alternatives, found in the cwd)
   -w, --workers N     Number of workers (start only; overrides the config, default one per core)
       --watch         Reload when the config file changes (start only)
+      --dir DIR       Where "new plugin" writes (default: plugins)
   -h, --help          Show this help
 `;
 
@@ -35,6 +39,7 @@ async function main(argv: string[]): Promise<number> {
         config: { type: 'string', short: 'c' },
         workers: { type: 'string', short: 'w' },
         watch: { type: 'boolean' },
+        dir: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -77,6 +82,12 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`${await bcrypt.hash(password, BCRYPT_COST)}\n`);
       return 0;
     }
+    case 'new':
+      if (positionals[1] !== 'plugin') {
+        process.stderr.write('tollgate: usage: tollgate new plugin NAME [--dir DIR]\n');
+        return 2;
+      }
+      return newPlugin(positionals[2], values.dir);
     default:
       process.stderr.write(`tollgate: unknown command "${command}"\n\n${USAGE}`);
       return 2;

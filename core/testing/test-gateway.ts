@@ -71,18 +71,29 @@ export async function createTestGateway(options: TestGatewayOptions = {}): Promi
     });
   });
   const upstreamPort = await listen(upstream);
-  const config = await validateConfig(
-    {
-      log: { level: 'silent', accessLog: false },
-      ...options.config,
-      listen: { port: 0, host: '127.0.0.1' },
-      upstreams: { upstream: { targets: [`http://127.0.0.1:${upstreamPort}`], retries: { attempts: 0 } } },
-      routes: options.routes ?? [{ path: '/*', upstream: 'upstream', plugins: options.plugins ?? [] }],
-    },
-    join(process.cwd(), 'test-gateway.config.ts'),
-  );
-  const logger = pino({ level: config.log.level });
-  const gateway = await Gateway.create(config, { logger, workerId: 1 });
+  const stopUpstream = (): Promise<void> => {
+    upstream.closeAllConnections();
+    return new Promise<void>((resolve) => upstream.close(() => resolve()));
+  };
+  let gateway: Gateway;
+  let config: Awaited<ReturnType<typeof validateConfig>>;
+  try {
+    config = await validateConfig(
+      {
+        log: { level: 'silent', accessLog: false },
+        ...options.config,
+        listen: { port: 0, host: '127.0.0.1' },
+        upstreams: { upstream: { targets: [`http://127.0.0.1:${upstreamPort}`], retries: { attempts: 0 } } },
+        routes: options.routes ?? [{ path: '/*', upstream: 'upstream', plugins: options.plugins ?? [] }],
+      },
+      join(process.cwd(), 'test-gateway.config.ts'),
+    );
+    gateway = await Gateway.create(config, { logger: pino({ level: config.log.level }), workerId: 1 });
+  } catch (error) {
+    // A config or plugin setup that fails must not leave the stub upstream holding the test process open.
+    await stopUpstream();
+    throw error;
+  }
   const listener = createListener(config, gateway.handle, gateway.upgrade);
   const port = await listen(listener.server);
   const url = `http://127.0.0.1:${port}`;
@@ -98,8 +109,7 @@ export async function createTestGateway(options: TestGatewayOptions = {}): Promi
       listener.closeAll();
       await new Promise<void>((resolve) => listener.server.close(() => resolve()));
       await gateway.close();
-      upstream.closeAllConnections();
-      await new Promise<void>((resolve) => upstream.close(() => resolve()));
+      await stopUpstream();
     },
   };
 }
