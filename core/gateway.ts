@@ -11,7 +11,8 @@ import { TrustedProxies } from './http/trusted-proxies.ts';
 import type { GatewayServices, PluginHooks, PluginInstance } from './plugin.ts';
 import { RedisConnection } from './redis/redis-client.ts';
 import { Router } from './router.ts';
-import { GatewayMetrics } from './telemetry/metrics.ts';
+import { trace } from '@opentelemetry/api';
+import { GatewayMetrics, pluginMetrics } from './telemetry/metrics.ts';
 import { Tracing } from './telemetry/tracing.ts';
 import { compilePathRewrite, type PathRewrite } from './upstream/path-rewrite.ts';
 import { Upstream } from './upstream/upstream.ts';
@@ -167,12 +168,17 @@ export class Gateway {
 async function setupPlugin(
   resolved: ResolvedPlugin,
   parentLogger: Logger,
-  services: Omit<GatewayServices, 'logger'>,
+  services: Omit<GatewayServices, 'logger' | 'tracer' | 'metrics'>,
 ): Promise<PluginHooks> {
   const logger = parentLogger.child({ plugin: resolved.plugin.name });
   let hooks: PluginHooks;
   try {
-    hooks = await resolved.plugin.setup(resolved.options, { ...services, logger });
+    hooks = await resolved.plugin.setup(resolved.options, {
+      ...services,
+      logger,
+      tracer: trace.getTracer(resolved.plugin.name, resolved.plugin.version),
+      metrics: pluginMetrics,
+    });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     throw new GatewayError('TG_ERR_PLUGIN_SETUP', `${resolved.label}: setup failed: ${message}`, { cause: error });

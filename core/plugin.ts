@@ -4,6 +4,8 @@ import { GatewayError } from './errors.ts';
 import type { GatewayResponse, RequestContext } from './context.ts';
 import type { Reply } from './reply.ts';
 import type { RedisConnection } from './redis/redis-client.ts';
+import type { Tracer } from '@opentelemetry/api';
+import type { Counter, Histogram } from 'prom-client';
 
 /** Services a plugin receives in `setup`, once per worker. */
 export interface GatewayServices {
@@ -17,6 +19,19 @@ export interface GatewayServices {
    * Redis is down, and your plugin decides what that means (fail open, fail closed).
    */
   readonly redis: RedisConnection | null;
+  /**
+   * An OpenTelemetry tracer named after the plugin, for spans of its own (children of `ctx.span`).
+   * Spans cost nothing measurable when tracing is off.
+   */
+  readonly tracer: Tracer;
+  /** Prometheus metrics of the plugin's own, served with the gateway's on the admin `/metrics`. */
+  readonly metrics: PluginMetrics;
+}
+
+/** Metric factories; asking twice for one name returns the same metric. Prefix names with your plugin's. */
+export interface PluginMetrics {
+  counter<L extends string>(name: string, help: string, labelNames?: readonly L[]): Counter<L>;
+  histogram<L extends string>(name: string, help: string, labelNames?: readonly L[], buckets?: number[]): Histogram<L>;
 }
 
 type MaybePromise<T> = T | Promise<T>;

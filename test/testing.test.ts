@@ -110,3 +110,37 @@ describe('createTestGateway with a plugin that fails to set up', () => {
     expect(String(error)).to.include('setup failed: no database');
   });
 });
+
+describe('gw.metrics and gw.tracer', () => {
+  it('give a plugin Prometheus metrics of its own (one per name) and a tracer to start spans with', async () => {
+    const { default: client } = await import('prom-client');
+    const sameCounter: boolean[] = [];
+    const counting = definePlugin({
+      name: 'counting',
+      version: '2.1.0',
+      setup(_opts, gw) {
+        const seen = gw.metrics.counter('counting_requests_total', 'Requests the counting plugin saw.', ['method']);
+        const again = gw.metrics.counter('counting_requests_total', 'asked twice: the same counter', ['method']);
+        sameCounter.push(seen === again);
+        return {
+          onRequest(ctx) {
+            seen.inc({ method: ctx.request.method });
+            const span = gw.tracer.startSpan('counting work');
+            span.end();
+          },
+        };
+      },
+    });
+    const gw = await createTestGateway({ plugins: [counting()] });
+    try {
+      await gw.request('/a');
+      await gw.request('/b', { method: 'POST', body: 'x' });
+      const text = await client.register.getSingleMetricAsString('counting_requests_total');
+      expect(text).to.include('counting_requests_total{method="GET"} 1');
+      expect(text).to.include('counting_requests_total{method="POST"} 1');
+      expect(sameCounter).to.deep.equal([true]);
+    } finally {
+      await gw.close();
+    }
+  });
+});

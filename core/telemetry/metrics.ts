@@ -10,11 +10,17 @@ export function counter<L extends string>(name: string, help: string, labelNames
   return new client.Counter({ name, help, labelNames });
 }
 
-function histogram<L extends string>(name: string, help: string, labelNames: readonly L[]): client.Histogram<L> {
+export function histogram<L extends string>(name: string, help: string, labelNames: readonly L[], buckets = DURATION_BUCKETS): client.Histogram<L> {
   const existing = client.register.getSingleMetric(name);
   if (existing) return existing as client.Histogram<L>;
-  return new client.Histogram({ name, help, labelNames, buckets: DURATION_BUCKETS });
+  return new client.Histogram({ name, help, labelNames, buckets });
 }
+
+/** What plugins get as `gw.metrics`. */
+export const pluginMetrics = {
+  counter: <L extends string>(name: string, help: string, labelNames: readonly L[] = []) => counter<L>(name, help, labelNames),
+  histogram: <L extends string>(name: string, help: string, labelNames: readonly L[] = [], buckets?: number[]) => histogram<L>(name, help, labelNames, buckets),
+};
 
 /**
  * The worker's request metrics, in prom-client's global registry. The primary's `/metrics` asks every
