@@ -227,11 +227,12 @@ describe('upstream resilience', () => {
 
   it('answers 503 at once when maxPending requests already wait for a connection', async () => {
     a.state.mode = 'slow';
-    // One connection per worker: per worker, one request in flight, one waiting, the rest refused.
+    // One connection per worker: per worker, one request in flight and at most one waiting (a request
+    // waiting for the connection to open counts as waiting), the rest refused.
     const responses = await Promise.all(Array.from({ length: 12 }, () => send(`${gateway.url}/queued`)));
     const refused = responses.filter((r) => r.status === 503);
-    expect(refused.length).to.be.at.least(6);
+    expect(refused.length).to.be.at.least(8);
     for (const r of refused) expect(r.json().error.code).to.equal('TG_ERR_UPSTREAM_OVERLOADED');
-    expect(responses.filter((r) => r.status === 200).length).to.be.within(2, 4);
+    expect(responses.filter((r) => r.status === 200).length).to.be.within(1, 4);
   });
 });
