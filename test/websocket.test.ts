@@ -5,6 +5,7 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { CORE, PLUGINS, startGateway, type GatewayProcess } from './support/gateway-process.ts';
 import { hashKey } from '../plugins/key-auth/key-hash.ts';
+import { closedPort } from './support/upstream.ts';
 
 /** A WebSocket echo server on loopback that remembers the upgrade requests it accepted. */
 async function echoServer(): Promise<{ url: string; upgrades: IncomingHttpHeaders[]; close(): Promise<void> }> {
@@ -54,11 +55,12 @@ describe('websocket', () => {
       export default defineConfig({
         listen: { port: 0, host: '127.0.0.1' },
         shutdown: { drainTimeout: '1s' },
-        upstreams: { chat: { targets: ['${upstream.url}'] } },
+        upstreams: { chat: { targets: ['${upstream.url}'] }, gone: { targets: ['http://127.0.0.1:${await closedPort()}'] } },
         routes: [
           { path: '/chat', upstream: 'chat', plugins: [keyAuth({ consumers: { alice: { keyHashes: ['${hashKey('alice-key')}'] } } })] },
           { path: '/limited', upstream: 'chat', plugins: [rateLimit({ limit: 2, window: '10m', by: 'route' })] },
           { path: '/open', upstream: 'chat' },
+          { path: '/gone', upstream: 'gone' },
         ],
       });
     `);
@@ -96,8 +98,9 @@ describe('websocket', () => {
     for (const r of results) if (r instanceof WebSocket) r.close();
   });
 
-  it('answers 404 for an upgrade no route matches', async () => {
+  it('answers 404 for an upgrade no route matches, and 502 when the upstream cannot be reached', async () => {
     expect(await open(`${ws}/nowhere`)).to.equal(404);
+    expect(await open(`${ws}/gone`)).to.equal(502);
   });
 
   it('lets an open WebSocket go on while the worker drains, then cuts it at the drain timeout and exits 0', async () => {

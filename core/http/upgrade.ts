@@ -99,7 +99,11 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     }
     socket.destroy();
   });
-  upstream.once('close', () => socket.destroy());
+  // Before the connection, 'error' answers the client (and that answer must get out); after, either
+  // side closing ends both.
+  upstream.once('close', () => {
+    if (connected) socket.destroy();
+  });
   socket.once('close', () => upstream.destroy());
 }
 
