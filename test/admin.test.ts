@@ -2,10 +2,11 @@ import { expect } from 'chai';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { CORE, runCli, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
+import { CORE, runCli, startGateway, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
 import { closedPort, startUpstream, type TestUpstream } from './support/upstream.ts';
 import { startRedis, type TestRedis } from './support/redis.ts';
+import { waitFor } from './support/wait.ts';
 
 const TOKEN = 'admin-token-for-tests-0123456789';
 
@@ -103,10 +104,7 @@ describe('admin listener with a required Redis', () => {
     redis = await startRedis();
     const adminPort = await closedPort();
     admin = `http://127.0.0.1:${adminPort}`;
-    const dir = mkdtempSync(join(tmpdir(), 'tollgate-admin-redis-'));
-    const file = join(dir, 'gateway.config.ts');
-    writeFileSync(
-      file,
+    gateway = await startGateway(
       `import { defineConfig } from '${CORE}';
       export default defineConfig({
         listen: { port: 0, host: '127.0.0.1' },
@@ -115,8 +113,8 @@ describe('admin listener with a required Redis', () => {
         upstreams: { app: { targets: ['${upstream.url}'] } },
         routes: [{ path: '/', upstream: 'app' }],
       });`,
+      { workers: 2 },
     );
-    gateway = await startGatewayFrom(file, { workers: 2 });
   });
   after(async () => {
     await gateway?.stop();
@@ -124,30 +122,17 @@ describe('admin listener with a required Redis', () => {
     await upstream?.close();
   });
 
-  const readyz = async (): Promise<number> => (await send(`${admin}/readyz`)).status;
-  const until = async (status: number): Promise<void> => {
-    const deadline = Date.now() + 10_000;
-    while ((await readyz()) !== status) {
-      if (Date.now() > deadline) throw new Error(`/readyz never answered ${status}`);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-  };
+  const until = (status: number): Promise<void> => waitFor(async () => (await send(`${admin}/readyz`)).status === status, `/readyz ${status}`);
+  const redisStates = async (): Promise<string[]> => (await send(`${admin}/status`)).json().workers.map((w: { redis: string }) => w.redis);
 
   it('answers /readyz 503 while the workers cannot reach Redis, and 200 once they can again', async () => {
     await until(200);
-    expect((await send(`${admin}/status`)).json().workers.map((w: { redis: string }) => w.redis)).to.deep.equal(['up', 'up']);
+    expect(await redisStates()).to.deep.equal(['up', 'up']);
     await redis.kill();
     try {
       await until(503);
       // 503 as soon as one worker has noticed; the other notices a moment later.
-      const deadline = Date.now() + 10_000;
-      let states: string[] = [];
-      while (Date.now() < deadline) {
-        states = (await send(`${admin}/status`)).json().workers.map((w: { redis: string }) => w.redis);
-        if (states.every((state) => state === 'down')) break;
-        await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      expect(states).to.deep.equal(['down', 'down']);
+      await waitFor(async () => (await redisStates()).every((state) => state === 'down'), 'both workers see Redis down');
       // The gateway itself keeps serving: readiness is for the load balancer's choice.
       expect((await send(`${gateway.url}/`)).status).to.equal(200);
     } finally {

@@ -237,15 +237,20 @@ function beginTrace(tracing: Tracing, ctx: RequestContext, req: IncomingMessage,
   ctx[kTraceHook] = (name, startedAt, pending) => traceAsyncHook(traced, name, startedAt, pending);
 }
 
+/** The status the client got: 499 when it left before any response was sent. */
+function finalStatus(res: ServerResponse): number {
+  return !res.writableFinished && !res.headersSent ? 499 : res.statusCode;
+}
+
 function endTrace(traced: RequestTrace, ctx: RequestContext, res: ServerResponse): void {
-  const status = !res.writableFinished && !res.headersSent ? 499 : res.statusCode;
+  const status = finalStatus(res);
   if (traced.span.isRecording() && ctx.consumer !== null) traced.span.setAttribute('tollgate.consumer.id', ctx.consumer.id);
   const error = ctx.error;
   endRequestSpans(traced, status, ctx.upstreamStatus, error?.code ?? null, error?.logDetail ?? error?.message ?? null);
 }
 
 function recordMetrics(metrics: GatewayMetrics, ctx: RequestContext, res: ServerResponse): void {
-  const status = !res.writableFinished && !res.headersSent ? 499 : res.statusCode;
+  const status = finalStatus(res);
   metrics.recordRequest(ctx.request.method, ctx.route?.pattern ?? '', status, (performance.now() - ctx.startedAt) / 1000);
   if (ctx.upstreamStatus !== null) metrics.recordUpstream(ctx.route!.upstream, ctx.upstreamStatus, ctx.upstreamHeadersMs! / 1000);
 }
@@ -259,7 +264,7 @@ function logAccess(gateway: Gateway, ctx: RequestContext, res: ServerResponse): 
     method: ctx.request.method,
     path: ctx.request.path,
     route: ctx.route?.name ?? null,
-    status: aborted && !res.headersSent ? 499 : res.statusCode,
+    status: finalStatus(res),
     ms: round(performance.now() - ctx.startedAt),
     upstream: ctx.upstreamTarget,
     upstreamMs: ctx.upstreamHeadersMs === null ? null : round(ctx.upstreamHeadersMs),

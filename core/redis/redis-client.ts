@@ -42,11 +42,6 @@ export class RedisConnection {
     this.client.on('close', () => this.#transition(false, null));
   }
 
-  /** True when commands can be sent now. */
-  get ready(): boolean {
-    return this.client.status === 'ready' && !this.#circuitOpen();
-  }
-
   /** Resolves once connected, or after `timeoutMs` (it never rejects: Redis may come later). */
   whenReady(timeoutMs: number): Promise<void> {
     if (this.client.status === 'ready') return Promise.resolve();

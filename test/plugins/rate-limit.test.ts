@@ -3,6 +3,7 @@ import { CORE, PLUGINS, runCli, startGateway, writeConfig, type GatewayProcess }
 import { send, type TestResponse } from '../support/http.ts';
 import { startRedis, startRedisCluster, startRedisSentinel, type TestRedis, type TestRedisCluster, type TestSentinel } from '../support/redis.ts';
 import { startUpstream, type TestUpstream } from '../support/upstream.ts';
+import { waitFor } from '../support/wait.ts';
 import { hashKey } from '../../plugins/key-auth/key-hash.ts';
 
 /** Sends `total` requests, `concurrency` at a time, spread round-robin over `urls`. */
@@ -345,13 +346,5 @@ describe('rate-limit', () => {
 
 /** Waits for `count` log lines that match and were written after `since` lines (earlier ones don't count). */
 function waitForLogAfter(gateway: GatewayProcess, since: number, match: (msg: string) => boolean, count = 1): Promise<void> {
-  return waitFor(async () => gateway.logs.slice(since).filter((line) => match(line.msg ?? '')).length >= count);
-}
-
-async function waitFor(check: () => Promise<boolean>, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error('condition not met in time');
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
+  return waitFor(() => gateway.logs.slice(since).filter((line) => match(line.msg ?? '')).length >= count, 'log line');
 }
