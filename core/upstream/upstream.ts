@@ -79,17 +79,12 @@ export class Upstream {
   /** The target for this attempt, leaving out unhealthy ones and those already tried; null when none is left. */
   pick(ctx: RequestContext, tried: readonly UpstreamTarget[] | null): UpstreamTarget | null {
     const targets = this.targets;
-    if (targets.length === 1 && tried === null) {
-      const only = targets[0]!;
-      return !only.down && (only.ejectedUntil === 0 || Date.now() >= only.ejectedUntil) ? only : null;
-    }
+    if (targets.length === 1 && tried === null) return usable(targets[0]!, Date.now(), null) ? targets[0]! : null;
     const now = Date.now();
-    const usable = (target: UpstreamTarget): boolean =>
-      !target.down && (target.ejectedUntil === 0 || now >= target.ejectedUntil) && (tried === null || !tried.includes(target));
     const balance = this.config.balance;
-    if (balance === 'round-robin') return this.#weightedRoundRobin(usable);
-    if (balance === 'least-outstanding') return this.#leastOutstanding(usable);
-    return this.#rendezvous(hashKey(ctx, balance.hash), usable);
+    if (balance === 'round-robin') return this.#weightedRoundRobin(now, tried);
+    if (balance === 'least-outstanding') return this.#leastOutstanding(now, tried);
+    return this.#rendezvous(hashKey(ctx, balance.hash), now, tried);
   }
 
   /** Passive health: a success clears a target's failures; enough failures in a row leave it out for a while. */
@@ -143,11 +138,11 @@ export class Upstream {
   }
 
   /** nginx's smooth weighted round-robin: evenly interleaved, each target its weight's share. */
-  #weightedRoundRobin(usable: (target: UpstreamTarget) => boolean): UpstreamTarget | null {
+  #weightedRoundRobin(now: number, tried: readonly UpstreamTarget[] | null): UpstreamTarget | null {
     let best: UpstreamTarget | null = null;
     let total = 0;
     for (const target of this.targets) {
-      if (!usable(target)) continue;
+      if (!usable(target, now, tried)) continue;
       target.currentWeight += target.weight;
       total += target.weight;
       if (best === null || target.currentWeight > best.currentWeight) best = target;
@@ -156,14 +151,14 @@ export class Upstream {
     return best;
   }
 
-  #leastOutstanding(usable: (target: UpstreamTarget) => boolean): UpstreamTarget | null {
+  #leastOutstanding(now: number, tried: readonly UpstreamTarget[] | null): UpstreamTarget | null {
     let best: UpstreamTarget | null = null;
     const count = this.targets.length;
     // Ties go round the targets rather than always to the first.
     const start = this.#rotation++ % count;
     for (let i = 0; i < count; i++) {
       const target = this.targets[(start + i) % count]!;
-      if (usable(target) && (best === null || target.outstanding < best.outstanding)) best = target;
+      if (usable(target, now, tried) && (best === null || target.outstanding < best.outstanding)) best = target;
     }
     return best;
   }
@@ -172,11 +167,11 @@ export class Upstream {
    * Rendezvous hashing: every target scores the key, the highest usable score wins. The same key
    * picks the same target in every worker and every gateway, and a target leaving moves only its keys.
    */
-  #rendezvous(key: string, usable: (target: UpstreamTarget) => boolean): UpstreamTarget | null {
+  #rendezvous(key: string, now: number, tried: readonly UpstreamTarget[] | null): UpstreamTarget | null {
     let best: UpstreamTarget | null = null;
     let bestScore = -1;
     for (const target of this.targets) {
-      if (!usable(target)) continue;
+      if (!usable(target, now, tried)) continue;
       const score = fnv1a(`${key}\n${target.origin}`) / 4_294_967_296;
       // Weighted rendezvous (-w / ln(score)): a target of weight 2 wins twice as many keys.
       const weighted = -target.weight / Math.log(score || Number.MIN_VALUE);
@@ -187,6 +182,11 @@ export class Upstream {
     }
     return best;
   }
+}
+
+/** Not failing health checks, not ejected (or ejected long enough ago), not already tried for this request. */
+function usable(target: UpstreamTarget, now: number, tried: readonly UpstreamTarget[] | null): boolean {
+  return !target.down && (target.ejectedUntil === 0 || now >= target.ejectedUntil) && (tried === null || !tried.includes(target));
 }
 
 type HashBy = Exclude<ParsedUpstream['balance'], string>['hash'];
