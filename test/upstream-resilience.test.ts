@@ -144,12 +144,13 @@ describe('upstream resilience', () => {
 
   it('sends more requests to the target that answers faster with least-outstanding', async () => {
     a.state.mode = 'slow';
-    // Four clients, each sending its next request when the last is answered: the slow target holds
-    // its requests, the fast one frees its slot at once and takes the next.
+    // Eight clients, each sending its next request when the last is answered: the slow target holds
+    // its requests, the fast one frees its slot at once and takes the next. (Counts are per worker, so
+    // each of the two workers needs several clients for the difference to show.)
     const responses: TestResponse[] = [];
     await Promise.all(
-      Array.from({ length: 4 }, async () => {
-        for (let i = 0; i < 10; i++) responses.push(await send(`${gateway.url}/least`));
+      Array.from({ length: 8 }, async () => {
+        for (let i = 0; i < 5; i++) responses.push(await send(`${gateway.url}/least`));
       }),
     );
     const { a: toA = 0, b: toB = 0 } = count(responses);
