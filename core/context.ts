@@ -4,7 +4,7 @@ import type { CompiledRoute } from './gateway.ts';
 import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { Consumer } from './consumer.ts';
-import type { GatewayError } from './errors.ts';
+import { GatewayError } from './errors.ts';
 import { HeaderMap } from './http/header-map.ts';
 import { DEFAULT_BODY_LIMIT, discardStream, parseJsonBody, readBody } from './http/read-body.ts';
 import type { ResponseBody } from './reply.ts';
@@ -202,6 +202,9 @@ export const kCompiledRoute = Symbol('tollgate.compiledRoute');
 /** The request's spans, when tracing is on. */
 export const kRequestTrace = Symbol('tollgate.requestTrace');
 
+/** Called by the handler when the client left before its response was sent. */
+export const kClientGone = Symbol('tollgate.clientGone');
+
 /** The request in flight to the upstream, to stop if the client leaves. */
 export const kUpstreamExchange = Symbol('tollgate.upstreamExchange');
 
@@ -240,6 +243,25 @@ export class RequestContext {
   [kTraceHook]: TraceHook | null = null;
   [kRequestTrace]: RequestTrace | null = null;
   [kCompiledRoute]: CompiledRoute | null = null;
+  #abort: AbortController | null = null;
+  #gone = false;
+
+  /**
+   * Aborts when the client goes away before its response is sent. Hand it to work that should stop
+   * then (`gw.offload` tasks, your own fetches). Made on first use, so requests that never ask pay nothing.
+   */
+  get signal(): AbortSignal {
+    if (this.#abort === null) {
+      this.#abort = new AbortController();
+      if (this.#gone) this.#abort.abort(clientGone());
+    }
+    return this.#abort.signal;
+  }
+
+  [kClientGone](): void {
+    this.#gone = true;
+    this.#abort?.abort(clientGone());
+  }
 
   constructor(
     id: string,
@@ -256,4 +278,8 @@ export class RequestContext {
     this.upstreamRequest = upstreamRequest;
     this.startedAt = startedAt;
   }
+}
+
+function clientGone(): GatewayError {
+  return new GatewayError('TG_ERR_CLIENT_CLOSED');
 }

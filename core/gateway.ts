@@ -16,6 +16,7 @@ import { GatewayMetrics, pluginMetrics } from './telemetry/metrics.ts';
 import { Tracing } from './telemetry/tracing.ts';
 import { compilePathRewrite, type PathRewrite } from './upstream/path-rewrite.ts';
 import { Upstream } from './upstream/upstream.ts';
+import { OffloadPool } from './offload/offload-pool.ts';
 
 /** A route ready to serve: its chain, upstream and path rewrite resolved once. */
 export interface CompiledRoute {
@@ -33,6 +34,8 @@ export interface CompiledRoute {
 export interface GatewayOptions {
   logger: Logger;
   workerId: number;
+  /** Cluster workers on this host, for sizing the offload pool. Default 1. */
+  workerCount?: number;
 }
 
 /**
@@ -60,6 +63,8 @@ export class Gateway {
   readonly tracing: Tracing | null;
   /** Request metrics, recorded when there is an admin listener to serve them. */
   readonly metrics: GatewayMetrics | null;
+  /** The worker's thread pool; it starts threads only once a plugin loads a task. */
+  readonly offload: OffloadPool;
 
   private constructor(
     config: ResolvedConfig,
@@ -67,8 +72,10 @@ export class Gateway {
     hooks: ReadonlyMap<PluginInstance, PluginHooks>,
     redis: RedisConnection | null,
     tracing: Tracing | null,
+    offload: OffloadPool,
   ) {
     this.config = config;
+    this.offload = offload;
     this.logger = logger;
     this.#hooks = hooks;
     this.redis = redis;
@@ -105,7 +112,8 @@ export class Gateway {
     // reason to refuse to start (each plugin's failure policy covers it), so this waits only briefly.
     const redis = config.redis ? new RedisConnection(config.redis, options.logger) : null;
     await redis?.whenReady(config.redis!.connectTimeout);
-    const services = { workerId: options.workerId, redis };
+    const offload = new OffloadPool(config.offload, options.workerCount ?? 1);
+    const services = { workerId: options.workerId, redis, offload };
     const all = [...config.plugins, ...config.routes.flatMap((route) => route.plugins)];
     try {
       for (const resolved of all) {
@@ -113,11 +121,12 @@ export class Gateway {
         hooks.set(resolved.instance, await setupPlugin(resolved, options.logger, services));
       }
     } catch (error) {
+      await offload.close();
       await redis?.close();
       await tracing?.shutdown();
       throw error;
     }
-    return new Gateway(config, options.logger, hooks, redis, tracing);
+    return new Gateway(config, options.logger, hooks, redis, tracing, offload);
   }
 
   /** The `http.Server` request listener. */
@@ -155,6 +164,7 @@ export class Gateway {
       }
     }
     await Promise.all([...this.upstreams.values()].map((upstream) => upstream.close()));
+    await this.offload.close();
     await this.redis?.close();
     // Last: the spans of the requests just drained are flushed before the worker exits.
     await this.tracing?.shutdown();

@@ -6,6 +6,7 @@ import type { Reply } from './reply.ts';
 import type { RedisConnection } from './redis/redis-client.ts';
 import type { Tracer } from '@opentelemetry/api';
 import type { Counter, Histogram } from 'prom-client';
+import type { Offload } from './offload/offload-pool.ts';
 
 /** Services a plugin receives in `setup`, once per worker. */
 export interface GatewayServices {
@@ -26,6 +27,12 @@ export interface GatewayServices {
   readonly tracer: Tracer;
   /** Prometheus metrics of the plugin's own, served with the gateway's on the admin `/metrics`. */
   readonly metrics: PluginMetrics;
+  /**
+   * The worker's thread pool for CPU-heavy work (parsing or validating a large body, transforming a
+   * response): `const task = await gw.offload.task(new URL('./task.ts', import.meta.url))` in
+   * setup, then `await task.run(input, { signal: ctx.signal })` in a hook. See docs/offload.md.
+   */
+  readonly offload: Offload;
 }
 
 /** Metric factories; asking twice for one name returns the same metric. Prefix names with your plugin's. */

@@ -16,3 +16,4 @@ export function isWorkerMessage(value: unknown): value is WorkerMessage {
 export const ENV_CONFIG = 'TOLLGATE_CONFIG';
 export const ENV_WORKER = 'TOLLGATE_WORKER';
 export const ENV_PORT = 'TOLLGATE_PORT';
+export const ENV_WORKERS = 'TOLLGATE_WORKERS';

@@ -7,7 +7,7 @@ import { createLogger } from '../log/logger.ts';
 import { serveHostLimits } from '../limits/host-limits.ts';
 import { HostMetrics } from '../telemetry/metrics.ts';
 import { HealthChecks } from './health-checks.ts';
-import { ENV_CONFIG, ENV_PORT, ENV_WORKER, isWorkerMessage, type PrimaryMessage } from './messages.ts';
+import { ENV_CONFIG, ENV_PORT, ENV_WORKER, ENV_WORKERS, isWorkerMessage, type PrimaryMessage } from './messages.ts';
 import { respawnDelay } from './respawn-backoff.ts';
 import { startAdmin, type ReloadOutcome } from './admin.ts';
 import { checkConfig } from './config-check.ts';
@@ -138,7 +138,12 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       void log.close().then(() => resolve(code));
     };
 
-    const envFor = (slot: Slot): Record<string, string> => ({ [ENV_CONFIG]: filepath, [ENV_WORKER]: String(slot.id), [ENV_PORT]: String(port) });
+    const envFor = (slot: Slot): Record<string, string> => ({
+      [ENV_CONFIG]: filepath,
+      [ENV_WORKER]: String(slot.id),
+      [ENV_PORT]: String(port),
+      [ENV_WORKERS]: String(count),
+    });
 
     /** Makes `worker` the slot's worker: its messages and its exit are the slot's from now on. */
     const adopt = (slot: Slot, worker: Worker, ready: boolean): void => {

@@ -6,7 +6,7 @@ import { GatewayError } from '../errors.ts';
 import { Gateway } from '../gateway.ts';
 import { createListener, type Listener } from '../http/listener.ts';
 import { createLogger, type LoggerHandle } from '../log/logger.ts';
-import { ENV_CONFIG, ENV_PORT, ENV_WORKER, type PrimaryMessage, type WorkerMessage } from './messages.ts';
+import { ENV_CONFIG, ENV_PORT, ENV_WORKER, ENV_WORKERS, type PrimaryMessage, type WorkerMessage } from './messages.ts';
 import type { HealthMessage } from './health-checks.ts';
 
 /**
@@ -45,7 +45,7 @@ export async function runWorker(): Promise<void> {
   try {
     const { config } = await loadConfig({ path: process.env[ENV_CONFIG] });
     logger.level = config.log.level;
-    gateway = await Gateway.create(config, { logger, workerId });
+    gateway = await Gateway.create(config, { logger, workerId, workerCount: Number(process.env[ENV_WORKERS] ?? 1) });
     listener = createListener(config, gateway.handle, gateway.upgrade);
     server = listener.server;
     const address = { port: Number(process.env[ENV_PORT] ?? config.listen.port), host: config.listen.host };

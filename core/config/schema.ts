@@ -196,6 +196,14 @@ export const configSchema = z.strictObject({
     .prefault({}),
   redis: redis.optional(),
   telemetry: telemetry.optional(),
+  offload: z
+    .strictObject({
+      threads: z.union([z.literal('auto'), z.int().min(1).max(256)], { error: 'expected "auto" or a whole number of threads (1-256)' }).default('auto'),
+      inlineBelow: z.int().min(0).default(16_384),
+      taskTimeout: duration.default(5_000),
+      maxQueue: z.int().min(0).default(64),
+    })
+    .prefault({}),
   shutdown: z.strictObject({ drainTimeout: duration.default(30_000) }).prefault({}),
   log: z
     .strictObject({
@@ -214,6 +222,7 @@ export type ParsedRoute = ParsedConfig['routes'][number];
 export type ParsedUpstream = ParsedConfig['upstreams'][string];
 export type ParsedRedis = NonNullable<ParsedConfig['redis']>;
 export type ParsedTelemetry = NonNullable<ParsedConfig['telemetry']>;
+export type ParsedOffload = ParsedConfig['offload'];
 
 // The hand-written GatewayConfig is what users read; this keeps the schema from drifting away from it.
 type Assert<T extends true> = T;

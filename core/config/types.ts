@@ -77,6 +77,8 @@ export interface GatewayConfig<Upstreams extends string = string> {
   redis?: RedisConfig;
   /** Traces over OTLP and Prometheus metrics; see docs/observability.md. */
   telemetry?: TelemetryConfig;
+  /** The worker-thread pool that plugins move CPU-heavy work to (`gw.offload`); see docs/offload.md. */
+  offload?: OffloadConfig;
   shutdown?: {
     /** How long a worker waits for in-flight requests on SIGTERM before closing them. Default `'30s'`. */
     drainTimeout?: Duration;
@@ -92,6 +94,23 @@ export interface GatewayConfig<Upstreams extends string = string> {
   /** Plugins that run for every request, before the route's own. */
   plugins?: PluginInstance[];
   routes: RouteConfig<NoInfer<Upstreams>>[];
+}
+
+export interface OffloadConfig {
+  /**
+   * Threads per cluster worker. Default `'auto'`: cores ÷ workers, at least 1, so that
+   * workers × (1 event loop + threads) stays within about twice the cores.
+   */
+  threads?: number | 'auto';
+  /**
+   * Inputs smaller than this many bytes run inline on the event loop, because handing them to a
+   * thread costs the event loop more than the work itself. Default 16384 (measured; docs/offload.md).
+   */
+  inlineBelow?: number;
+  /** A task running longer is stopped (its thread is replaced) and the request answered 503. Default `'5s'`. */
+  taskTimeout?: Duration;
+  /** Tasks waiting for a thread, per worker, before new ones are refused with 503. Default 64. */
+  maxQueue?: number;
 }
 
 export interface TelemetryConfig {

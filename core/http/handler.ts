@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPromise, runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
-import { GatewayResponse, IncomingRequest, kCompiledRoute, kRequestTrace, kTraceHook, kUpstreamExchange, RequestContext } from '../context.ts';
+import { GatewayResponse, IncomingRequest, kClientGone, kCompiledRoute, kRequestTrace, kTraceHook, kUpstreamExchange, RequestContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
 import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
@@ -73,7 +73,10 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
 
   res.once('close', () => {
     // The client left first: stop the upstream request too.
-    if (!res.writableFinished) ctx[kUpstreamExchange]?.abort();
+    if (!res.writableFinished) {
+      ctx[kUpstreamExchange]?.abort();
+      ctx[kClientGone]();
+    }
     const traced = ctx[kRequestTrace];
     if (traced !== null) endTrace(traced, ctx, res);
     if (gateway.metrics !== null) recordMetrics(gateway.metrics, ctx, res);
