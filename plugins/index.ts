@@ -8,3 +8,4 @@ export { acl } from './acl/index.ts';
 export { anyOf } from './any-of/index.ts';
 export { rateLimit } from './rate-limit/index.ts';
 export { cache } from './cache/index.ts';
+export { validate } from './validate/index.ts';
