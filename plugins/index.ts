@@ -9,3 +9,4 @@ export { anyOf } from './any-of/index.ts';
 export { rateLimit } from './rate-limit/index.ts';
 export { cache } from './cache/index.ts';
 export { validate } from './validate/index.ts';
+export { transform, type JsonTransform, type TransformInfo } from './transform/index.ts';
