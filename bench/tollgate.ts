@@ -27,25 +27,37 @@ export async function startTollgate(options: {
   redisUrl?: string;
   /** TypeScript source of the config's `telemetry`. */
   telemetry?: string;
+  /** TypeScript source of the config's `offload`. */
+  offload?: string;
+  /** TypeScript source of the whole `routes` array, instead of the one GET /items route. */
+  routes?: string;
+  /** TypeScript source of the config's `upstreams`, instead of the one `bench` upstream. */
+  upstreams?: string;
+  /** TypeScript source put before the config (imports, constants). */
+  preamble?: string;
+  /** Flags for node itself (`--cpu-prof`, `--trace-gc`); cluster workers inherit them. */
+  nodeArgs?: string[];
 }): Promise<TollgateUnderTest> {
   const config = join(mkdtempSync(join(tmpdir(), 'tollgate-bench-')), 'gateway.config.ts');
   writeFileSync(
     config,
     `import { defineConfig } from '${join(REPO, 'core/index.ts')}';
 import * as bundled from '${join(REPO, 'plugins/index.ts')}';
-const { keyAuth, jwtAuth, rateLimit, cache } = bundled;
+const { keyAuth, jwtAuth, rateLimit, cache, validate } = bundled;
+${options.preamble ?? ''}
 export default defineConfig({
   listen: { port: 0, host: '127.0.0.1' },
   ${options.scheduling ? `scheduling: '${options.scheduling}',` : ''}
   log: { accessLog: ${options.accessLog ?? false} },
   ${options.redisUrl ? `redis: { url: '${options.redisUrl}' },` : ''}
   ${options.telemetry ? `telemetry: ${options.telemetry},` : ''}
-  upstreams: { bench: { targets: ['http://127.0.0.1:${options.upstreamPort}'] } },
-  routes: [{ path: '/items', methods: ['GET'], upstream: 'bench', plugins: ${options.plugins ?? '[]'} }],
+  ${options.offload ? `offload: ${options.offload},` : ''}
+  upstreams: ${options.upstreams ?? `{ bench: { targets: ['http://127.0.0.1:${options.upstreamPort}'] } }`},
+  routes: ${options.routes ?? `[{ path: '/items', methods: ['GET'], upstream: 'bench', plugins: ${options.plugins ?? '[]'} }]`},
 });
 `,
   );
-  const command = [process.execPath, join(REPO, 'core/cli/tollgate.ts'), 'start', '--config', config, '--workers', String(options.workers)];
+  const command = [process.execPath, ...(options.nodeArgs ?? []), join(REPO, 'core/cli/tollgate.ts'), 'start', '--config', config, '--workers', String(options.workers)];
   const [file, ...args] = options.cpus ? ['taskset', '-c', options.cpus, ...command] : command;
   const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
   return new Promise((resolve, reject) => {

@@ -274,3 +274,47 @@ describe('docs/upstreams.md', () => {
     expect((await send(`${gateway.url}/carts/1`, { headers: { cookie: 'session=abc' } })).status).to.equal(200);
   });
 });
+
+describe('docs/offload.md', () => {
+  let upstream: TestUpstream;
+  let gateway: GatewayProcess;
+  let dir = '';
+
+  before(async () => {
+    upstream = await startUpstream();
+    expect(Object.keys(codeFiles('docs/offload.md'))).to.have.members(['tasks/redact.ts', 'my-plugins/redact-cards.ts', 'transforms/order-summary.ts', 'gateway.config.ts']);
+    dir = materialise('docs/offload.md');
+    gateway = await startGatewayFrom(join(dir, 'gateway.config.ts'), { env: { PORT: '0', ORDERS_URL: upstream.url } });
+  });
+
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('validates the documented order and redacts the card number the upstream echoes', async () => {
+    const order = { customer: 'ops@example.com', items: [{ sku: 'A-1', qty: 1 }] };
+    const res = await send(`${gateway.url}/orders`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'x-card': '4111 1111 1111 1111' },
+      body: JSON.stringify(order),
+    });
+    expect(res.status).to.equal(200);
+    expect(res.json().headers['x-card']).to.equal('**** 1111');
+  });
+
+  it('answers the documented 400 listing the violations', async () => {
+    const res = await send(`${gateway.url}/orders`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"customer":"x","items":[{"sku":"A-1","qty":0}]}' });
+    expect(res.status).to.equal(400);
+    expect(res.json().error.details.violations).to.deep.equal([
+      { in: 'body', path: '/customer', message: 'must match format "email"' },
+      { in: 'body', path: '/items/0/qty', message: 'must be >= 1' },
+    ]);
+  });
+
+  it('reshapes the response with the documented transform', async () => {
+    const res = await send(`${gateway.url}/orders/7/summary`, { headers: { 'x-order-id': 'o-7' } });
+    expect(res.json()).to.deep.equal({ id: 'o-7', itemCount: 0 });
+  });
+});

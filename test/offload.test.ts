@@ -15,7 +15,7 @@ import { startUpstream } from './support/upstream.ts';
 import { waitFor } from './support/wait.ts';
 
 const fixture = (name: string): URL => new URL(`./fixtures/offload/${name}`, import.meta.url);
-const settings = { threads: 1 as const, inlineBelow: 1024, taskTimeout: 5_000, maxQueue: 8 };
+const settings = { threads: 1 as const, inlineBelow: 1024, taskTimeout: 5_000, maxQueue: 8, niceIncrement: 10 };
 
 async function rejection(promise: Promise<unknown>): Promise<GatewayError> {
   try {

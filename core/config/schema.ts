@@ -202,6 +202,7 @@ export const configSchema = z.strictObject({
       inlineBelow: z.int().min(0).default(16_384),
       taskTimeout: duration.default(5_000),
       maxQueue: z.int().min(0).default(64),
+      niceIncrement: z.int().min(0).max(19).default(10),
     })
     .prefault({}),
   shutdown: z.strictObject({ drainTimeout: duration.default(30_000) }).prefault({}),

@@ -111,6 +111,11 @@ export interface OffloadConfig {
   taskTimeout?: Duration;
   /** Tasks waiting for a thread, per worker, before new ones are refused with 503. Default 64. */
   maxQueue?: number;
+  /**
+   * How much lower (in `nice` steps, 0-19) the threads run than the event loop, so that when cores
+   * are scarce the kernel runs the event loop first and long tasks take the leftovers. Default 10.
+   */
+  niceIncrement?: number;
 }
 
 export interface TelemetryConfig {

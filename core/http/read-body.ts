@@ -15,27 +15,43 @@ export function readBody(stream: Readable, limit: number, code: ErrorCode, decla
       reject(tooLarge());
       return;
     }
+    // With a declared length the body goes straight into one buffer of that size: no list of
+    // chunks to concatenate, half the memory churn for the garbage collector on large bodies.
+    const expected = declaredLength === undefined ? -1 : Number(declaredLength);
+    // Large ones get memory of their own (not a slice of Node's shared pool), so they can be moved
+    // to an offload thread whole.
+    const whole = !Number.isSafeInteger(expected) || expected <= 0 ? null
+      : expected > 4096 ? Buffer.allocUnsafeSlow(expected) : Buffer.allocUnsafe(expected);
     const chunks: Buffer[] = [];
     let size = 0;
+    /** Bytes in `whole`; anything past the declared length (an upstream that lied) goes to `chunks`. */
+    let filled = 0;
     const cleanup = (): void => {
       stream.off('data', onData);
       stream.off('end', onEnd);
       stream.off('error', onError);
     };
     const onData = (chunk: Buffer): void => {
-      size += chunk.length;
-      if (size > limit) {
+      if (size + chunk.length > limit) {
         cleanup();
         // Stop reading; what is left is discarded by whoever owns the stream.
         stream.pause();
         reject(tooLarge());
         return;
       }
-      chunks.push(chunk);
+      if (whole !== null && chunks.length === 0 && filled + chunk.length <= whole.length) {
+        chunk.copy(whole, filled);
+        filled += chunk.length;
+      } else {
+        chunks.push(chunk);
+      }
+      size += chunk.length;
     };
     const onEnd = (): void => {
       cleanup();
-      resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      if (whole === null) resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size));
+      else if (chunks.length === 0) resolve(filled === whole.length ? whole : whole.subarray(0, filled));
+      else resolve(Buffer.concat([whole.subarray(0, filled), ...chunks], size));
     };
     const onError = (error: Error): void => {
       cleanup();

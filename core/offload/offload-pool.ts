@@ -173,6 +173,8 @@ export class OffloadPool implements Offload {
       // Threads stay up: a task module's per-thread state (compiled schemas, say) is worth keeping.
       idleTimeout: Number.MAX_SAFE_INTEGER,
       closeTimeout: 5_000,
+      // Through @napi-rs/nice: per thread on Linux, so the event loop keeps its priority.
+      niceIncrement: this.#config.niceIncrement,
     }));
   }
 }

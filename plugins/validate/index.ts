@@ -1,11 +1,11 @@
-import { createHash } from 'node:crypto';
 import { z } from 'zod';
 import { definePlugin, GatewayError, type RequestContext } from '../../core/index.ts';
 import { DEFAULT_BODY_LIMIT } from '../../core/http/read-body.ts';
 import { hasRequestBody } from '../../core/http/proxy-headers.ts';
+import { decodeParams } from '../../core/http/request-path.ts';
 import { EMPTY_PARAMS, isMethodMismatch, type Router } from '../../core/router.ts';
 import { planFromOpenApi } from './openapi-plan.ts';
-import { ANY_OPERATION, isJsonMediaType, matchMediaType, mediaTypeOf, type OperationPlan, type ValidationPlan } from './plan.ts';
+import { ANY_OPERATION, isJsonMediaType, matchMediaType, mediaTypeOf, sharePlan, type OperationPlan, type ValidationPlan } from './plan.ts';
 import { planFromSchemas } from './schema-plan.ts';
 import validateRequest, { preparePlan, type ValidateInput, type Violation } from './validate-task.ts';
 
@@ -55,11 +55,9 @@ export const validate = definePlugin({
     const { plan, router } = opts.openapi !== undefined
       ? planFromOpenApi(opts.openapi, opts.prefix)
       : { plan: planFromSchemas(opts.schemas!), router: null };
-    const text = JSON.stringify(plan);
-    const planKey = createHash('sha256').update(text).digest('hex').slice(0, 24);
+    const { key: planKey, shared } = sharePlan(plan);
     // Compiled here first, so a schema ajv cannot compile stops the gateway at startup.
     preparePlan(planKey, plan);
-    const shared = toSharedMemory(text);
     const task = await gw.offload.task<typeof validateRequest>(new URL('./validate-task.ts', import.meta.url));
 
     return {
@@ -112,7 +110,9 @@ function findOperation(ctx: RequestContext, plan: ValidationPlan, router: Router
   if (router === null) return [ANY_OPERATION, plan.operations[ANY_OPERATION]!, ctx.params];
   const match = router.find(ctx.request.method, undefined, ctx.request.path);
   if (match === null || isMethodMismatch(match)) return null;
-  return [match.value, plan.operations[match.value]!, match.params ?? EMPTY_PARAMS];
+  // The gateway already refused paths whose encoding is broken; raw values are the fallback anyway.
+  const params = match.params === EMPTY_PARAMS ? EMPTY_PARAMS : (decodeParams({ ...match.params }) ?? match.params);
+  return [match.value, plan.operations[match.value]!, params];
 }
 
 function declaredHeaders(ctx: RequestContext, operation: OperationPlan): Record<string, string | string[]> {
@@ -126,11 +126,4 @@ function declaredHeaders(ctx: RequestContext, operation: OperationPlan): Record<
     if (value !== undefined) headers[name] = value;
   }
   return headers;
-}
-
-function toSharedMemory(text: string): SharedArrayBuffer {
-  const bytes = Buffer.from(text, 'utf8');
-  const shared = new SharedArrayBuffer(bytes.byteLength);
-  new Uint8Array(shared).set(bytes);
-  return shared;
 }

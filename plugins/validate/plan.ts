@@ -1,3 +1,5 @@
+import { createHash } from 'node:crypto';
+
 /**
  * A validation plan: what to check for each operation, as plain JSON so that it can be handed to the
  * offload threads once (in a SharedArrayBuffer) and compiled there. Schemas are JSON Schema; `$ref`s
@@ -56,4 +58,15 @@ export function matchMediaType(declared: Record<string, unknown>, mediaType: str
 /** JSON bodies are parsed and checked; other media types are only checked to be accepted. */
 export function isJsonMediaType(mediaType: string): boolean {
   return mediaType === 'application/json' || mediaType.endsWith('+json');
+}
+
+/**
+ * The plan as JSON text in shared memory, and a key naming it: handed to every task without being
+ * copied, decoded and compiled once per thread.
+ */
+export function sharePlan(plan: ValidationPlan): { key: string; shared: SharedArrayBuffer } {
+  const bytes = Buffer.from(JSON.stringify(plan), 'utf8');
+  const shared = new SharedArrayBuffer(bytes.byteLength);
+  new Uint8Array(shared).set(bytes);
+  return { key: createHash('sha256').update(bytes).digest('hex').slice(0, 24), shared };
 }

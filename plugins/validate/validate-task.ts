@@ -10,6 +10,7 @@ export interface ValidateInput {
   /** Identifies the plan, so each thread compiles it once. */
   readonly planKey: string;
   readonly operation: string;
+  /** Path parameters, percent-decoded. */
   readonly params: Readonly<Record<string, string>>;
   /** The raw query string. */
   readonly query: string;
@@ -118,7 +119,7 @@ export default function validateRequest(input: ValidateInput): ValidateResult {
   const operation = planFor(input.planKey, input.plan).operation(input.operation);
   const violations: Violation[] = [];
   const { parameters } = operation;
-  if (parameters.path) check(parameters.path, decodeParams(input.params), 'path', violations);
+  if (parameters.path) check(parameters.path, { ...input.params }, 'path', violations);
   if (parameters.query) check(parameters.query, parseQuery(input.query, operation.plan.commaSeparated), 'query', violations);
   if (parameters.header) check(parameters.header, { ...input.headers }, 'header', violations);
 
@@ -152,18 +153,6 @@ function messageOf(error: ErrorObject): string {
   if (error.keyword === 'additionalProperties') return 'is not allowed';
   if (error.keyword === 'enum') return `${error.message}: ${(error.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}`;
   return error.message ?? error.keyword;
-}
-
-function decodeParams(params: Readonly<Record<string, string>>): Record<string, string> {
-  const decoded: Record<string, string> = {};
-  for (const [name, value] of Object.entries(params)) {
-    try {
-      decoded[name] = decodeURIComponent(value);
-    } catch {
-      decoded[name] = value;
-    }
-  }
-  return decoded;
 }
 
 function parseQuery(query: string, commaSeparated: readonly string[]): Record<string, string | string[]> {

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import client from 'prom-client';
+import { routesFromOpenApi } from '../../core/index.ts';
 import { createTestGateway, type TestGateway } from '../../core/testing/index.ts';
 import { validate } from '../../plugins/index.ts';
 
@@ -136,7 +137,20 @@ describe('validate plugin', () => {
       const gw = await createTestGateway({ routes: [{ path: '/api/*', upstream: 'upstream', plugins: [validate({ openapi: orders, prefix: '/api' })] }] });
       try {
         expect((await gw.request('/api/orders/5')).status).to.equal(200);
+        expect((await gw.request('/api/orders/%35')).status).to.equal(200);
         expect((await gw.request('/api/orders/x')).status).to.equal(400);
+      } finally {
+        await gw.close();
+      }
+    });
+
+    it('checks every route generated from the same document with one instance listed in their plugins', async () => {
+      const routes = routesFromOpenApi(orders, { upstream: 'upstream', prefix: '/api', plugins: [validate({ openapi: orders, prefix: '/api' })] });
+      const gw = await createTestGateway({ routes });
+      try {
+        expect((await gw.request('/api/orders?limit=5')).status).to.equal(200);
+        expect((await gw.request('/api/orders?limit=500')).json().error.details.violations).to.deep.equal([{ in: 'query', path: '/limit', message: 'must be <= 100' }]);
+        expect((await gw.request('/api/orders', { method: 'POST', headers: { ...json, ...tenant }, body: '{}' })).status).to.equal(400);
       } finally {
         await gw.close();
       }
@@ -161,6 +175,9 @@ describe('validate plugin', () => {
       try {
         const good = await gw.request('/tenants/acme/items?page=2', { method: 'POST', headers: { ...json, 'x-request-source': 'app' }, body: '{"name":"a"}' });
         expect(good.status, good.text).to.equal(200);
+        // Decoded once, as the route sees it: "%41" is three characters, not "A".
+        const encoded = await gw.request('/tenants/%2541/items', { method: 'POST', headers: { ...json, 'x-request-source': 'app' }, body: '{"name":"a"}' });
+        expect(encoded.status, encoded.text).to.equal(200);
         const bad = await gw.request('/tenants/ab/items?page=x&debug=1', { method: 'POST', headers: json, body: '{}' });
         expect(bad.json().error.details.violations).to.deep.include.members([
           { in: 'path', path: '/tenant', message: 'must NOT have fewer than 3 characters' },
