@@ -5,8 +5,7 @@ const body = Buffer.from(JSON.stringify({ items: Array.from({ length: 16 }, (_, 
 const headers = { 'content-type': 'application/json', 'content-length': String(body.length) };
 
 const server = createServer((req, res) => {
-  // Answers once the request body is in, as an API does: an answer before it would make every
-  // proxy's client connection end early (see docs/benchmarks.md).
+  // Answers once the request body is in, as most APIs do, so that a POST's time includes its upload.
   if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) {
     res.writeHead(200, headers);
     res.end(body);

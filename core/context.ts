@@ -10,6 +10,7 @@ import { DEFAULT_BODY_LIMIT, discardStream, parseJsonBody, readBody } from './ht
 import type { ResponseBody } from './reply.ts';
 import type { UpstreamBodySource, UpstreamExchange } from './upstream/upstream-exchange.ts';
 import type { TrustedProxies } from './http/trusted-proxies.ts';
+import type { ClientBody } from './http/client-body.ts';
 
 /** The route a request matched, as the config declared it. */
 export interface MatchedRoute {
@@ -205,6 +206,9 @@ export const kRequestTrace = Symbol('tollgate.requestTrace');
 /** Called by the handler when the client left before its response was sent. */
 export const kClientGone = Symbol('tollgate.clientGone');
 
+/** The client's body while it streams upstream, to let go of if the response is done first. */
+export const kClientBody = Symbol('tollgate.clientBody');
+
 /** The request in flight to the upstream, to stop if the client leaves. */
 export const kUpstreamExchange = Symbol('tollgate.upstreamExchange');
 
@@ -243,6 +247,7 @@ export class RequestContext {
   [kTraceHook]: TraceHook | null = null;
   [kRequestTrace]: RequestTrace | null = null;
   [kCompiledRoute]: CompiledRoute | null = null;
+  [kClientBody]: ClientBody | null = null;
   #abort: AbortController | null = null;
   #gone = false;
 

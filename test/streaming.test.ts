@@ -2,6 +2,9 @@ import { expect } from 'chai';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { Readable } from 'node:stream';
 import { request as httpRequest } from 'node:http';
+import { Pool } from 'undici';
+import { connect } from 'node:net';
+import { waitFor } from './support/wait.ts';
 import { CORE, startGateway, type GatewayProcess } from './support/gateway-process.ts';
 import { startUpstream, type TestUpstream } from './support/upstream.ts';
 
@@ -39,6 +42,7 @@ async function rssGrowth(pid: number, transfer: () => Promise<void>): Promise<nu
 
 describe('streaming bodies', function () {
   this.timeout(120_000);
+  const cutUploads: string[] = [];
   let upstream: TestUpstream;
   let gateway: GatewayProcess;
 
@@ -48,6 +52,18 @@ describe('streaming bodies', function () {
         const size = Number(new URL(req.url, 'http://x').searchParams.get('bytes'));
         res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': size });
         generate(size).pipe(res);
+        return;
+      }
+      if (req.url === '/watched') {
+        req.on('close', () => cutUploads.push(req.complete ? 'complete' : 'cut'));
+        req.resume();
+        return;
+      }
+      if (req.url === '/early') {
+        // Refuses before reading: what an upstream does with an upload it will not take.
+        req.resume();
+        res.writeHead(413, { 'content-type': 'application/json' });
+        res.end('{"error":"too big for us"}');
         return;
       }
       let received = 0;
@@ -118,5 +134,34 @@ describe('streaming bodies', function () {
       generate(10 * 1024 * 1024 + 7).pipe(req);
     });
     expect(JSON.parse(result)).to.deep.equal({ received: 10 * 1024 * 1024 + 7 });
+  });
+
+  it('delivers an upstream answer sent before the upload ended, and keeps the client connection usable', async () => {
+    const pool = new Pool(gateway.url, { connections: 4 });
+    const body = Buffer.alloc(2 * 1024 * 1024, 'x');
+    try {
+      const outcomes = await Promise.all(
+        Array.from({ length: 24 }, () =>
+          pool.request({ path: '/early', method: 'POST', body }).then(
+            async (res) => `${res.statusCode} ${await res.body.text()}`,
+            (error: Error) => error.message,
+          ),
+        ),
+      );
+      expect(new Set(outcomes)).to.deep.equal(new Set(['413 {"error":"too big for us"}']));
+      const after = await pool.request({ path: '/upload', method: 'POST', body: 'abc' });
+      expect(await after.body.json()).to.deep.equal({ received: 3 });
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('cuts the upstream request short when the client leaves mid-upload', async () => {
+    const socket = connect(gateway.port, '127.0.0.1');
+    socket.write('POST /watched HTTP/1.1\r\nhost: x\r\ncontent-length: 1000000\r\n\r\n' + 'x'.repeat(10_000));
+    await waitFor(() => upstream.requests.some((r) => r.url === '/watched'), 'the upload to reach the upstream');
+    socket.destroy();
+    await waitFor(() => cutUploads.length > 0, 'the upstream request to end');
+    expect(cutUploads).to.deep.equal(['cut']);
   });
 });

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPromise, runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
-import { GatewayResponse, IncomingRequest, kClientGone, kCompiledRoute, kRequestTrace, kTraceHook, kUpstreamExchange, RequestContext } from '../context.ts';
+import { GatewayResponse, IncomingRequest, kClientBody, kClientGone, kCompiledRoute, kRequestTrace, kTraceHook, kUpstreamExchange, RequestContext } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
 import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
@@ -76,6 +76,9 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
     if (!res.writableFinished) {
       ctx[kUpstreamExchange]?.abort();
       ctx[kClientGone]();
+    } else {
+      // Answered before the client sent its whole body: drain the rest instead of stalling on it.
+      ctx[kClientBody]?.abandon();
     }
     const traced = ctx[kRequestTrace];
     if (traced !== null) endTrace(traced, ctx, res);

@@ -1,8 +1,8 @@
-import type { IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { SpanStatusCode } from '@opentelemetry/api';
 import type { Dispatcher } from 'undici';
-import { GatewayResponse, kRequestTrace, kUpstreamExchange, type RequestContext } from '../context.ts';
+import { GatewayResponse, kClientBody, kRequestTrace, kUpstreamExchange, type RequestContext } from '../context.ts';
+import { ClientBody } from '../http/client-body.ts';
 import { startClientSpan } from '../telemetry/tracing.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute } from '../gateway.ts';
@@ -34,7 +34,7 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
   if (ctx.consumer !== null) headers[route.consumerHeader] = ctx.consumer.id;
   const raw = ctx.request.raw;
   const untouched = request.body === undefined && ctx.request.bodyRead === undefined;
-  const body = untouched ? (hasRequestBody(raw) ? raw : null) : await pluginBody(ctx, headers);
+  const body = untouched ? (hasRequestBody(raw) ? (ctx[kClientBody] = new ClientBody(raw)) : null) : await pluginBody(ctx, headers);
   const retries = upstream.config.retries;
   const replayable = body === null || typeof body === 'string' || body instanceof Uint8Array;
   const retriesLeft = replayable && retries.methods.includes(request.method as 'GET') ? retries.attempts : 0;
@@ -81,7 +81,7 @@ async function attemptOnce(
   route: CompiledRoute,
   target: UpstreamTarget,
   headers: HeaderRecord,
-  body: string | Uint8Array | Readable | IncomingMessage | null,
+  body: string | Uint8Array | Readable | ClientBody | null,
   deadline: number,
 ): Promise<GatewayResponse | GatewayError> {
   const request = ctx.upstreamRequest;
@@ -113,7 +113,7 @@ async function attemptOnce(
           method: request.method as Dispatcher.HttpMethod,
           path: target.basePath + request.path,
           headers: headers as Record<string, string | string[]>,
-          body,
+          body: body as Dispatcher.DispatchOptions['body'],
           ...(headersTimeout === undefined ? {} : { headersTimeout }),
           ...(bodyTimeout === undefined ? {} : { bodyTimeout }),
         },
