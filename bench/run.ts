@@ -9,7 +9,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +59,19 @@ if (nginx) {
 const tollgate = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined });
 children.push(tollgate.child);
 subjects.push({ name: 'tollgate (1 worker)', url: `http://127.0.0.1:${tollgate.port}/items`, pids: tollgate.workerPids });
+// Two workers, unpinned: both cores, shared with the upstream and the load generator.
+const twoWorkers = await startTollgate({ upstreamPort, workers: 2 });
+children.push(twoWorkers.child);
+subjects.push({ name: 'tollgate (2 workers, unpinned)', url: `http://127.0.0.1:${twoWorkers.port}/items`, pids: twoWorkers.workerPids });
+// The Node peers, from bench/peers (npm install --prefix bench/peers), on the proxy's core too.
+for (const [name, script] of [['fast-gateway 5', 'fast-gateway.ts'], ['fastify 5 + @fastify/http-proxy', 'fastify-proxy.ts']] as const) {
+  if (!existsSync(join(REPO, 'bench/peers/node_modules'))) {
+    console.error(`${name}: not measured (run: npm install --prefix bench/peers)`);
+    continue;
+  }
+  const peer = await startPeer(join('bench/peers', script));
+  subjects.push({ name, url: `http://127.0.0.1:${peer.port}/items`, pids: [peer.pid] });
+}
 const logged = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, accessLog: true });
 children.push(logged.child);
 subjects.push({ name: 'tollgate + access log', url: `http://127.0.0.1:${logged.port}/items`, pids: logged.workerPids });
@@ -110,6 +123,21 @@ for (const [name, ratio, protocol] of [['tracing 100 %', 1, 'http/protobuf'], ['
   subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids });
 }
 
+// The full chain: keyAuth, a Redis rate limit no client reaches, tracing at 10 % to the sink, and a
+// cache that misses every time (bodies over maxEntrySize stream through uncached).
+if (redis) {
+  const gateway = await startTollgate({
+    upstreamPort,
+    workers: 1,
+    cpus: PIN ? PROXY_CPU : undefined,
+    redisUrl: redis.url,
+    telemetry: `{ otlp: { endpoint: 'http://127.0.0.1:${sinkPort}' }, tracing: { sampleRatio: 0.1 } }`,
+    plugins: `[keyAuth({ consumers: { bench: { keyHashes: ['${hashKey('bench-key')}'] } } }), rateLimit({ limit: 1000000000, window: '1h', by: 'consumer' }), cache({ ttl: '1h', maxEntrySize: 1 })]`,
+  });
+  children.push(gateway.child);
+  subjects.push({ name: 'full chain (auth, redis limit, 10 % traces, cache miss)', url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids, headers: { 'x-api-key': 'bench-key' } });
+}
+
 console.log(
   `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each, ` +
     (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'no pinning (one core)'),
@@ -119,13 +147,13 @@ for (const subject of subjects) {
   await load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: PIN ? LOAD_CPUS : undefined, headers: subject.headers });
 }
 
-const results = new Map<string, { load: LoadResult; cpuUsPerRequest: number | null }[]>();
+const results = new Map<string, { load: LoadResult; cpuUsPerRequest: number | null; rssMiB: number | null }[]>();
 for (let round = 1; round <= ROUNDS; round++) {
   for (const subject of subjects) {
     const cpuBefore = cpuTicks(subject.pids);
     const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN ? LOAD_CPUS : undefined, headers: subject.headers });
     const cpuUs = subject.pids.length ? ((cpuTicks(subject.pids) - cpuBefore) / CLK_TCK) * 1e6 : null;
-    const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests };
+    const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests, rssMiB: subject.pids.length ? largestRssMiB(subject.pids) : null };
     results.set(subject.name, [...(results.get(subject.name) ?? []), entry]);
     console.log(
       `  round ${round} ${subject.name.padEnd(26)} ${fmt(result.requestsPerSec, 0).padStart(8)} req/s  p50 ${fmt(result.p50Ms, 2)} ms  p99 ${fmt(result.p99Ms, 2)} ms` +
@@ -138,20 +166,25 @@ for (let round = 1; round <= ROUNDS; round++) {
 const direct = median(results.get('upstream direct')!.map((r) => r.load.requestsPerSec));
 const bare = median(results.get('tollgate (1 worker)')!.map((r) => r.load.requestsPerSec));
 console.log(`\nmedians of ${ROUNDS} rounds (ratios: req/s relative to the upstream hit directly, and to tollgate without plugins):`);
-console.log('| subject | req/s | p50 ms | p99 ms | vs direct | vs tollgate | CPU µs/req |');
-console.log('|---|--:|--:|--:|--:|--:|--:|');
+console.log('| subject | req/s | p50 ms | p99 ms | vs direct | vs tollgate | CPU µs/req | RSS MiB |');
+console.log('|---|--:|--:|--:|--:|--:|--:|--:|');
 for (const subject of subjects) {
   const runs = results.get(subject.name)!;
   const rps = median(runs.map((r) => r.load.requestsPerSec));
   const cpu = runs[0]!.cpuUsPerRequest === null ? '—' : fmt(median(runs.map((r) => r.cpuUsPerRequest!)), 1);
   console.log(
-    `| ${subject.name} | ${fmt(rps, 0)} | ${fmt(median(runs.map((r) => r.load.p50Ms)), 2)} | ${fmt(median(runs.map((r) => r.load.p99Ms)), 2)} | ${fmt(rps / direct, 2)} | ${subject.pids.length ? fmt(rps / bare, 2) : '—'} | ${cpu} |`,
+    `| ${subject.name} | ${fmt(rps, 0)} | ${fmt(median(runs.map((r) => r.load.p50Ms)), 2)} | ${fmt(median(runs.map((r) => r.load.p99Ms)), 2)} | ${fmt(rps / direct, 2)} | ${subject.pids.length ? fmt(rps / bare, 2) : '—'} | ${cpu} | ${runs[0]!.rssMiB === null ? '—' : fmt(Math.max(...runs.map((r) => r.rssMiB!)), 0)} |`,
   );
 }
-if (nginx) {
-  const rps = (name: string) => median(results.get(name)!.map((r) => r.load.requestsPerSec));
-  console.log(`\ntollgate / nginx: ${fmt(rps('tollgate (1 worker)') / rps('nginx (1 worker)'), 2)}`);
+const rpsOf = (name: string): number => median(results.get(name)!.map((r) => r.load.requestsPerSec));
+console.log('');
+if (nginx) console.log(`tollgate / nginx: ${fmt(bare / rpsOf('nginx (1 worker)'), 2)}`);
+if (results.has('fast-gateway 5')) {
+  const peer = rpsOf('fast-gateway 5');
+  const full = results.has('full chain (auth, redis limit, 10 % traces, cache miss)') ? rpsOf('full chain (auth, redis limit, 10 % traces, cache miss)') : Number.NaN;
+  console.log(`tollgate / fast-gateway: ${fmt(bare / peer, 2)}; full chain / fast-gateway: ${fmt(full / peer, 2)}; cache hit / fast-gateway: ${fmt(rpsOf('tollgate + cache hit') / peer, 2)}`);
 }
+console.log(`2 workers / 1 worker: ${fmt(rpsOf('tollgate (2 workers, unpinned)') / bare, 2)}`);
 process.exit(0);
 
 /** keyAuth and jwtAuth (RS256, ES256) on the bench route, with the credentials wrk sends. */
@@ -172,6 +205,25 @@ async function authScenarios(): Promise<{ name: string; plugins: string; headers
 
 async function startUpstream(): Promise<number> {
   return startChild('bench/upstream.ts');
+}
+
+/** Forks a peer gateway in front of the bench upstream, on the proxy's core. */
+async function startPeer(script: string): Promise<{ port: number; pid: number }> {
+  const child = fork(join(REPO, script), [String(upstreamPort)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  children.push(child);
+  const [message] = (await once(child, 'message')) as [{ port: number }];
+  if (PIN) await new Promise((resolve) => spawn('taskset', ['-a', '-pc', PROXY_CPU, String(child.pid)], { stdio: 'ignore' }).once('exit', resolve));
+  return { port: message.port, pid: child.pid! };
+}
+
+/** Resident memory of the largest of `pids`, in MiB (the worker, for a gateway). */
+function largestRssMiB(pids: number[]): number {
+  let largest = 0;
+  for (const pid of pids) {
+    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    largest = Math.max(largest, Number(match?.[1] ?? 0) / 1024);
+  }
+  return largest;
 }
 
 /** Forks a helper server (upstream, OTLP sink) on the load side's cores; resolves with its port. */
