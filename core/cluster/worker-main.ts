@@ -1,3 +1,5 @@
-import { runWorker } from './worker.ts';
+import { applyWorkerV8Flags } from './worker-v8-flags.ts';
 
+applyWorkerV8Flags();
+const { runWorker } = await import('./worker.ts');
 await runWorker();
