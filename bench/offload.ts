@@ -23,6 +23,7 @@ import { planFromOpenApi } from '../plugins/validate/openapi-plan.ts';
 import { sharePlan } from '../plugins/validate/plan.ts';
 import validateRequest, { preparePlan, type ValidateInput } from '../plugins/validate/validate-task.ts';
 import { median } from './stats.ts';
+import { openLoop } from './open-loop.ts';
 import { startTollgate } from './tollgate.ts';
 
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -100,26 +101,15 @@ async function mixedRound(port: number, postPort: number, body: Buffer): Promise
 
   // POSTs on schedule too, at a rate the host can sustain either way: what is measured is how long
   // a GET waits behind them on the event loop, not how a saturated CPU queues everything.
-  const posters = (async () => {
-    const sent: Promise<void>[] = [];
-    const startedAt = performance.now();
-    for (let i = 0; i < POST_RATE * SECONDS; i++) {
-      const due = startedAt + (i * 1000) / POST_RATE;
-      const wait = due - performance.now();
-      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, Math.ceil(wait)));
-      const sentAt = Math.max(due, performance.now());
-      sent.push(
-        posts.request({ path: '/orders', method: 'POST', headers: { 'content-type': 'application/json', 'x-tenant': 'acme' }, body }).then(async (res) => {
-          await res.body.dump();
-          if (res.statusCode !== 200) errors++;
-          postLatencies.push(performance.now() - sentAt);
-        }, () => {
-          errors++;
-        }),
-      );
-    }
-    await Promise.all(sent);
-  })();
+  const posters = openLoop(POST_RATE, SECONDS, (sentAt) =>
+    posts.request({ path: '/orders', method: 'POST', headers: { 'content-type': 'application/json', 'x-tenant': 'acme' }, body }).then(async (res) => {
+      await res.body.dump();
+      if (res.statusCode !== 200) errors++;
+      postLatencies.push(performance.now() - sentAt);
+    }, () => {
+      errors++;
+    }),
+  );
 
   // GETs from a process of their own, on schedule whether or not earlier ones were answered, so a
   // stalled event loop shows as latency instead of hiding as fewer requests.
