@@ -56,10 +56,12 @@ export class IncomingRequest {
   /**
    * The whole request body, read once. Bodies otherwise stream through untouched; once a plugin
    * reads one, it is forwarded from this buffer. Over `limit` bytes (default 1 MiB) it rejects with
-   * 413 TG_ERR_PAYLOAD_TOO_LARGE without holding the excess in memory.
+   * 413 TG_ERR_PAYLOAD_TOO_LARGE without holding the excess in memory. `shared: true` reads a body
+   * that declares its length into shared memory, for handing to `gw.offload` tasks without a copy
+   * (it applies to the first read only).
    */
-  body(limit = DEFAULT_BODY_LIMIT): Promise<Buffer> {
-    return (this.#body ??= readBody(this.raw, limit, 'TG_ERR_PAYLOAD_TOO_LARGE', this.headers['content-length']));
+  body(limit = DEFAULT_BODY_LIMIT, options?: { shared?: boolean }): Promise<Buffer> {
+    return (this.#body ??= readBody(this.raw, limit, 'TG_ERR_PAYLOAD_TOO_LARGE', this.headers['content-length'], options?.shared === true));
   }
 
   /** The body parsed as JSON; 400 TG_ERR_BAD_REQUEST when it is not JSON. */

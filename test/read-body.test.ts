@@ -15,6 +15,12 @@ describe('readBody', () => {
     expect(body.buffer.byteLength).to.equal(20_005);
   });
 
+  it('reads a body of declared length into shared memory when asked, for offload threads to see without a copy', async () => {
+    const body = await readBody(chunks('abc', 'def'), 100, 'TG_ERR_PAYLOAD_TOO_LARGE', '6', true);
+    expect(body.toString()).to.equal('abcdef');
+    expect(body.buffer).to.be.instanceOf(SharedArrayBuffer);
+  });
+
   it('keeps every byte when the stream sends more or less than it declared', async () => {
     expect((await readBody(chunks('abc', 'def'), 100, 'TG_ERR_PAYLOAD_TOO_LARGE', '4')).toString()).to.equal('abcdef');
     expect((await readBody(chunks('ab'), 100, 'TG_ERR_PAYLOAD_TOO_LARGE', '6')).toString()).to.equal('ab');

@@ -7,8 +7,10 @@ export const DEFAULT_BODY_LIMIT = 1024 * 1024;
 /**
  * Reads a whole stream into one Buffer, refusing (with `code`) as soon as it passes `limit` bytes,
  * so an oversized body is never held in memory. `declaredLength` (Content-Length) is checked first.
+ * With `shared`, a body of declared length is read into shared memory (a SharedArrayBuffer), which
+ * an offload thread sees without a copy while the same bytes still go upstream.
  */
-export function readBody(stream: Readable, limit: number, code: ErrorCode, declaredLength?: string | number): Promise<Buffer> {
+export function readBody(stream: Readable, limit: number, code: ErrorCode, declaredLength?: string | number, shared = false): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const tooLarge = (): GatewayError => new GatewayError(code, undefined, { details: { limit } });
     if (declaredLength !== undefined && Number(declaredLength) > limit) {
@@ -21,7 +23,8 @@ export function readBody(stream: Readable, limit: number, code: ErrorCode, decla
     // Large ones get memory of their own (not a slice of Node's shared pool), so they can be moved
     // to an offload thread whole.
     const whole = !Number.isSafeInteger(expected) || expected <= 0 ? null
-      : expected > 4096 ? Buffer.allocUnsafeSlow(expected) : Buffer.allocUnsafe(expected);
+      : shared ? Buffer.from(new SharedArrayBuffer(expected))
+        : expected > 4096 ? Buffer.allocUnsafeSlow(expected) : Buffer.allocUnsafe(expected);
     const chunks: Buffer[] = [];
     let size = 0;
     /** Bytes in `whole`; anything past the declared length (an upstream that lied) goes to `chunks`. */

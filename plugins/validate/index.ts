@@ -82,7 +82,10 @@ export const validate = definePlugin({
             }
             // Only a JSON body with a schema is read; any other streams through untouched.
             if (operation.body.media[declared] !== null && isJsonMediaType(declared)) {
-              body = await ctx.request.body(opts.bodyLimit);
+              // A body large enough for a thread is read into shared memory: the thread reads it
+              // without a copy, and the same bytes go upstream.
+              const shared = Number(ctx.request.headers['content-length'] ?? 0) >= gw.offload.inlineBelow;
+              body = await ctx.request.body(opts.bodyLimit, { shared });
               bodyMediaType = declared;
             }
           }
@@ -97,7 +100,6 @@ export const validate = definePlugin({
           body,
           bodyMediaType,
         };
-        // The body is copied to the thread, not moved: the same bytes still go upstream.
         const result = await task.run(input, { size: body?.byteLength ?? 0, signal: ctx.signal });
         violations.push(...result.violations);
         if (violations.length > 0) throw new GatewayError('TG_ERR_VALIDATION', undefined, { details: { violations } });

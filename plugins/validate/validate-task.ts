@@ -127,7 +127,9 @@ export default function validateRequest(input: ValidateInput): ValidateResult {
   if (!validate) return { violations };
   let value: unknown;
   try {
-    value = JSON.parse(new TextDecoder().decode(input.body!));
+    // Through Buffer, which (unlike TextDecoder) reads shared memory.
+    const bytes = input.body!;
+    value = JSON.parse(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8'));
   } catch (error) {
     violations.push({ in: 'body', path: '', message: `the body is not valid JSON (${(error as Error).message})` });
     return { violations };

@@ -111,6 +111,16 @@ describe('validate plugin', () => {
       expect(await validationRuns('thread')).to.equal(threadBefore + 1);
     });
 
+    it('forwards a large valid body, checked on a thread from shared memory, byte for byte', async () => {
+      const threadBefore = await validationRuns('thread');
+      const items = Array.from({ length: 5_000 }, (_, i) => ({ sku: `SKU-${i}`, qty: 1 + (i % 5) }));
+      const body = JSON.stringify({ customer: 'ops@example.com', note: 'ünïcödé ✓', items });
+      const res = await gw.request('/orders', { method: 'POST', headers: { ...json, ...tenant }, body });
+      expect(res.status, res.text).to.equal(200);
+      expect(await validationRuns('thread')).to.equal(threadBefore + 1);
+      expect(gw.upstreamRequests[0]!.body).to.equal(body);
+    });
+
     it('answers 413 for a body over bodyLimit', async () => {
       const small = await createTestGateway({ plugins: [validate({ openapi: orders, bodyLimit: 1024 })] });
       try {
