@@ -24,7 +24,7 @@ export interface MatchedRoute {
 /** The client's request as it arrived. Read-only: change what goes upstream through `upstreamRequest`. */
 export class IncomingRequest {
   readonly method: string;
-  /** Path without the query string, as sent (not percent-decoded). */
+  /** Path without the query string, normalised as routed (docs/security.md#paths), not percent-decoded. */
   readonly path: string;
   /** The query string without `?`, or `''`. */
   readonly query: string;
@@ -34,8 +34,10 @@ export class IncomingRequest {
   #ip: string | undefined;
   #searchParams: URLSearchParams | undefined;
   #body: Promise<Buffer> | undefined;
+  readonly #maxBodySize: number;
 
-  constructor(raw: IncomingMessage, path: string, query: string, trusted: TrustedProxies) {
+  constructor(raw: IncomingMessage, path: string, query: string, trusted: TrustedProxies, maxBodySize = Infinity) {
+    this.#maxBodySize = maxBodySize;
     this.raw = raw;
     this.method = raw.method ?? 'GET';
     this.headers = raw.headers;
@@ -55,13 +57,14 @@ export class IncomingRequest {
 
   /**
    * The whole request body, read once. Bodies otherwise stream through untouched; once a plugin
-   * reads one, it is forwarded from this buffer. Over `limit` bytes (default 1 MiB) it rejects with
+   * reads one, it is forwarded from this buffer. Over `limit` bytes (default 1 MiB, and never more
+   * than the route's `maxBodySize`) it rejects with
    * 413 TG_ERR_PAYLOAD_TOO_LARGE without holding the excess in memory. `shared: true` reads a body
    * that declares its length into shared memory, for handing to `gw.offload` tasks without a copy
    * (it applies to the first read only).
    */
   body(limit = DEFAULT_BODY_LIMIT, options?: { shared?: boolean }): Promise<Buffer> {
-    return (this.#body ??= readBody(this.raw, limit, 'TG_ERR_PAYLOAD_TOO_LARGE', this.headers['content-length'], options?.shared === true));
+    return (this.#body ??= readBody(this.raw, Math.min(limit, this.#maxBodySize), 'TG_ERR_PAYLOAD_TOO_LARGE', this.headers['content-length'], options?.shared === true));
   }
 
   /** The body parsed as JSON; 400 TG_ERR_BAD_REQUEST when it is not JSON. */

@@ -13,6 +13,7 @@ export const errorCodes = {
   TG_ERR_FORBIDDEN: { status: 403, message: 'Access is denied' },
   TG_ERR_REQUEST_TIMEOUT: { status: 408, message: 'The request was not received in time' },
   TG_ERR_HEADERS_TOO_LARGE: { status: 431, message: 'The request headers are too large' },
+  TG_ERR_URI_TOO_LONG: { status: 414, message: 'The request target is too long' },
   TG_ERR_CLIENT_CLOSED: { status: 499, message: 'The client closed the connection before the response' },
   TG_ERR_PAYLOAD_TOO_LARGE: { status: 413, message: 'The request body is too large' },
   TG_ERR_UNSUPPORTED_MEDIA_TYPE: { status: 415, message: 'The request body has a media type the API does not accept' },

@@ -29,6 +29,8 @@ export interface CompiledRoute {
   readonly consumerHeader: string;
   /** The route's own timeouts, over the upstream's. */
   readonly timeouts: { headers?: number | undefined; body?: number | undefined; total?: number | undefined };
+  /** Largest request body in bytes, counted as it streams. */
+  readonly maxBodySize: number;
 }
 
 export interface GatewayOptions {
@@ -98,6 +100,7 @@ export class Gateway {
           rewritePath: compilePathRewrite(route),
           consumerHeader: config.consumerHeader,
           timeouts: route.timeouts,
+          maxBodySize: route.maxBodySize ?? config.server.maxBodySize,
         },
       })),
     );

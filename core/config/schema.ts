@@ -146,6 +146,7 @@ const route = z.strictObject({
   stripPrefix: z.string().startsWith('/').optional(),
   rewrite: z.string().startsWith('/').optional(),
   preserveHost: z.boolean().default(false),
+  maxBodySize: z.int().min(0).optional(),
   timeouts: z.strictObject({ headers: duration.optional(), body: duration.optional(), total: duration.optional() }).default({}),
   plugins: z.array(pluginInstance).default([]),
 });
@@ -192,6 +193,12 @@ export const configSchema = z.strictObject({
       requestTimeout: duration.default(300_000),
       keepAliveTimeout: duration.default(5_000),
       maxHeaderSize: z.int().min(1024).default(16_384),
+      maxHeaderCount: z.int().min(1).max(10_000).default(100),
+      maxUrlLength: z.int().min(64).default(8_192),
+      maxBodySize: z.int().min(0).default(16 * 1024 * 1024),
+      paths: z
+        .strictObject({ encodedSlashes: z.enum(['reject', 'keep']).default('reject'), semicolons: z.enum(['reject', 'keep']).default('reject') })
+        .prefault({}),
     })
     .prefault({}),
   redis: redis.optional(),

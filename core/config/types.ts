@@ -67,8 +67,25 @@ export interface GatewayConfig<Upstreams extends string = string> {
     requestTimeout?: Duration;
     /** Idle time before a keep-alive connection is closed. Default `'5s'`. */
     keepAliveTimeout?: Duration;
-    /** Largest request head in bytes. Default 16384. */
+    /** Largest request head (request line and headers) in bytes; past it, 431. Default 16384. */
     maxHeaderSize?: number;
+    /** Most header fields in one request; past it, 431. Default 100 (Envoy's default). */
+    maxHeaderCount?: number;
+    /** Longest request target (path and query) in bytes; past it, 414. Default 8192. */
+    maxUrlLength?: number;
+    /**
+     * Largest request body in bytes, counted as it streams: a declared `Content-Length` over it is
+     * refused before anything is forwarded, a chunked body is cut when it passes it (413 either
+     * way). Routes may set their own. Default 16 MiB.
+     */
+    maxBodySize?: number;
+    /** How unusual paths are treated before routing (docs/security.md#paths). */
+    paths?: {
+      /** `%2F`/`%5C` in the path: `'reject'` (400, the default) or `'keep'` (they stay encoded, inside one segment). */
+      encodedSlashes?: 'reject' | 'keep';
+      /** `;` in the path, which Java servers read as matrix parameters: `'reject'` (400, the default) or `'keep'`. */
+      semicolons?: 'reject' | 'keep';
+    };
   };
   /**
    * The Redis that plugins share (rate limits, the cache's shared tier): one connection per worker,
@@ -261,6 +278,8 @@ export interface RouteConfig<Upstreams extends string = string> {
   rewrite?: string;
   /** Send the client's `Host` upstream instead of the target's. Default false. */
   preserveHost?: boolean;
+  /** Largest request body in bytes for this route, over `server.maxBodySize`. */
+  maxBodySize?: number;
   /**
    * Override the upstream's `headers` and `body` timeouts for this route, and set `total`: the
    * longest the upstream exchange may take, retries included (504 if no response has started;

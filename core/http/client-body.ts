@@ -1,4 +1,5 @@
 import type { IncomingMessage } from 'node:http';
+import { GatewayError } from '../errors.ts';
 
 /**
  * The client's request body as undici reads it when it streams upstream: an async iterable with
@@ -13,13 +14,17 @@ import type { IncomingMessage } from 'node:http';
  */
 export class ClientBody implements AsyncIterableIterator<Buffer> {
   readonly #req: IncomingMessage;
+  readonly #limit: number;
+  #received = 0;
   #chunks: Buffer[] = [];
   #done = false;
   #error: Error | null = null;
   #waiting: { resolve: (result: IteratorResult<Buffer>) => void; reject: (error: Error) => void } | null = null;
 
-  constructor(req: IncomingMessage) {
+  /** Past `limit` bytes the body fails with 413 TG_ERR_PAYLOAD_TOO_LARGE, which cuts the upstream request. */
+  constructor(req: IncomingMessage, limit = Infinity) {
     this.#req = req;
+    this.#limit = limit;
     req.on('data', this.#onData);
     req.once('end', this.#onEnd);
     req.once('error', this.#onError);
@@ -57,6 +62,13 @@ export class ClientBody implements AsyncIterableIterator<Buffer> {
   }
 
   readonly #onData = (chunk: Buffer): void => {
+    this.#received += chunk.length;
+    if (this.#received > this.#limit) {
+      this.#req.pause();
+      this.#chunks = [];
+      this.#onError(new GatewayError('TG_ERR_PAYLOAD_TOO_LARGE', undefined, { details: { limit: this.#limit } }));
+      return;
+    }
     if (this.#waiting !== null) {
       const { resolve } = this.#waiting;
       this.#waiting = null;

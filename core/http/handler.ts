@@ -11,8 +11,15 @@ import { toUpstreamError } from '../upstream/upstream-errors.ts';
 import { HeaderMap } from './header-map.ts';
 import { buildUpstreamHeaders, requestHost } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
-import { decodeParams, pathProblem } from './request-path.ts';
+import { headProblem } from './request-head.ts';
+import { decodeParams, normalisePath, PathRejection } from './request-path.ts';
 import { errorResponse, responseFromReply } from './responses.ts';
+
+/**
+ * Refusals after which the connection is not reused: a body refused for its size is not read to its
+ * end, and after a malformed or oversized head nothing more from that client is trusted to frame.
+ */
+const CLOSING_ERRORS: ReadonlySet<string> = new Set(['TG_ERR_PAYLOAD_TOO_LARGE', 'TG_ERR_BAD_REQUEST', 'TG_ERR_HEADERS_TOO_LARGE', 'TG_ERR_URI_TOO_LONG']);
 
 /**
  * The request path of one worker: route, run the chain, forward, run the chain back, respond.
@@ -23,18 +30,28 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
   gateway.inflight++;
   const url = req.url ?? '/';
   const queryAt = url.indexOf('?');
-  const path = queryAt === -1 ? url : url.slice(0, queryAt);
+  const rawPath = queryAt === -1 ? url : url.slice(0, queryAt);
   const query = queryAt === -1 ? '' : url.slice(queryAt + 1);
   const method = req.method ?? 'GET';
+  const server = gateway.config.server;
 
   let route: CompiledRoute | null = null;
   let params = EMPTY_PARAMS;
+  let path = rawPath;
   let upstreamPath = url;
   let routeError: GatewayError | null = null;
-  const problem = pathProblem(path);
-  if (problem !== null) {
-    routeError = new GatewayError('TG_ERR_BAD_PATH', `The request path is not acceptable: ${problem}`);
+  const normalised = normalisePath(rawPath, server.paths);
+  const badHead = headProblem(req, server.maxHeaderCount);
+  if (url.length > server.maxUrlLength) {
+    routeError = new GatewayError('TG_ERR_URI_TOO_LONG', undefined, { details: { limit: server.maxUrlLength } });
+  } else if (badHead !== null) {
+    routeError = 'tooMany' in badHead
+      ? new GatewayError('TG_ERR_HEADERS_TOO_LARGE', `The request has more than ${server.maxHeaderCount} header fields`)
+      : new GatewayError('TG_ERR_BAD_REQUEST', `The request is malformed: ${badHead.host}`);
+  } else if (normalised instanceof PathRejection) {
+    routeError = new GatewayError('TG_ERR_BAD_PATH', `The request path is not acceptable: ${normalised.problem}`);
   } else {
+    path = normalised;
     const found = gateway.router.find(method, requestHost(req), path);
     if (found === null) {
       routeError = new GatewayError('TG_ERR_ROUTE_NOT_FOUND', `No route matches ${method} ${path}`);
@@ -49,6 +66,10 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
       const decoded = found.params === EMPTY_PARAMS ? EMPTY_PARAMS : decodeParams(found.params);
       if (decoded === null) routeError = new GatewayError('TG_ERR_BAD_PATH', 'The request path has a malformed percent-encoding');
       else params = decoded;
+      const declared = req.headers['content-length'];
+      if (declared !== undefined && Number(declared) > route.maxBodySize) {
+        routeError = new GatewayError('TG_ERR_PAYLOAD_TOO_LARGE', undefined, { details: { limit: route.maxBodySize } });
+      }
     }
   }
 
@@ -61,7 +82,7 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
   });
   const ctx = new RequestContext(
     id,
-    new IncomingRequest(req, path, query, gateway.trusted),
+    new IncomingRequest(req, path, query, gateway.trusted, route === null ? server.maxBodySize : route.maxBodySize),
     route === null ? null : route.info,
     params,
     { method, path: upstreamPath, headers: new HeaderMap(headers) },
@@ -200,7 +221,7 @@ function writeHead(
   const traced = ctx[kRequestTrace];
   if (traced !== null && traced.tracing.responseHeader !== null) headers[traced.tracing.responseHeader] = traced.span.spanContext().traceId;
   // HTTP/2 has no Connection header (the server sends GOAWAY when it drains).
-  if (gateway.draining && ctx.request.raw.httpVersionMajor < 2) headers.connection = 'close';
+  if ((gateway.draining || (ctx.error !== null && CLOSING_ERRORS.has(ctx.error.code))) && ctx.request.raw.httpVersionMajor < 2) headers.connection = 'close';
   try {
     res.writeHead(response.status, headers);
     return true;

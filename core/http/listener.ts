@@ -52,6 +52,7 @@ export function createListener(config: ResolvedConfig, handle: RequestListener, 
   };
   if (!config.tls) {
     const server = createHttpServer(limits, handle);
+    countHeaders(server, config);
     server.on('clientError', answerClientError);
     server.on('upgrade', onUpgrade);
     return { server, protocol: 'http', closeIdle: () => server.closeIdleConnections(), closeAll: () => (server.closeAllConnections(), cutUpgraded()) };
@@ -59,6 +60,7 @@ export function createListener(config: ResolvedConfig, handle: RequestListener, 
   const tls = { cert: readFileSync(config.tls.cert), key: readFileSync(config.tls.key), minVersion: config.tls.minVersion };
   if (!config.tls.http2) {
     const server = createHttpsServer({ ...tls, ...limits }, handle);
+    countHeaders(server, config);
     server.on('clientError', answerClientError);
     server.on('upgrade', onUpgrade);
     return { server, protocol: 'https', closeIdle: () => server.closeIdleConnections(), closeAll: () => (server.closeAllConnections(), cutUpgraded()) };
@@ -66,7 +68,8 @@ export function createListener(config: ResolvedConfig, handle: RequestListener, 
   // The HTTP/2 compatibility API hands us objects shaped like node:http's; the handler reads only
   // what both have.
   const server = createSecureServer(
-    { ...tls, allowHTTP1: true, maxSessionMemory: 32 },
+    // HTTP/2 refuses a header list past maxHeaderListPairs itself (pseudo-headers count too).
+    { ...tls, allowHTTP1: true, maxSessionMemory: 32, maxHeaderListPairs: config.server.maxHeaderCount + 8 },
     handle as unknown as (req: Http2ServerRequest, res: Http2ServerResponse) => void,
   );
   server.on('upgrade', onUpgrade);
@@ -93,4 +96,10 @@ export function createListener(config: ResolvedConfig, handle: RequestListener, 
       cutUpgraded();
     },
   };
+}
+
+function countHeaders(server: { maxHeadersCount: number | null }, config: ResolvedConfig): void {
+  // Node drops header fields past maxHeadersCount without a word; one more than the limit lets the
+  // handler see the overflow and answer 431 instead of forwarding a truncated request.
+  server.maxHeadersCount = config.server.maxHeaderCount + 1;
 }

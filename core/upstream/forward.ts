@@ -34,7 +34,7 @@ export async function forward(ctx: RequestContext, route: CompiledRoute): Promis
   if (ctx.consumer !== null) headers[route.consumerHeader] = ctx.consumer.id;
   const raw = ctx.request.raw;
   const untouched = request.body === undefined && ctx.request.bodyRead === undefined;
-  const body = untouched ? (hasRequestBody(raw) ? (ctx[kClientBody] = new ClientBody(raw)) : null) : await pluginBody(ctx, headers);
+  const body = untouched ? (hasRequestBody(raw) ? (ctx[kClientBody] = new ClientBody(raw, route.maxBodySize)) : null) : await pluginBody(ctx, headers);
   const retries = upstream.config.retries;
   const replayable = body === null || typeof body === 'string' || body instanceof Uint8Array;
   const retriesLeft = replayable && retries.methods.includes(request.method as 'GET') ? retries.attempts : 0;
