@@ -185,7 +185,10 @@ function toMatch<T>(endpoint: Endpoint<T>, values: readonly string[]): RouteMatc
 function normaliseHost(host: string): string {
   // `[::1]:8080` keeps its brackets; `example.com:8080` loses the port.
   const end = host.startsWith('[') ? host.indexOf(']') + 1 : host.lastIndexOf(':');
-  const name = end > 0 ? host.slice(0, end) : host;
+  let name = end > 0 ? host.slice(0, end) : host;
+  // `api.example.com.` (fully qualified) is the same host: without this it would miss the host's
+  // routes (and their plugins) and fall through to routes for any host.
+  if (name.endsWith('.')) name = name.slice(0, -1);
   return name.toLowerCase();
 }
 

@@ -75,7 +75,8 @@ describe('streaming bodies', function () {
       export default defineConfig({
         listen: { port: 0, host: '127.0.0.1' },
         upstreams: { files: { targets: ['${upstream.url}'] } },
-        routes: [{ path: '/*', upstream: 'files' }],
+        // Over the default 16 MiB body limit on purpose: this route takes uploads of any size.
+        routes: [{ path: '/*', upstream: 'files', maxBodySize: 4 * 1024 ** 3 }],
       });
     `);
   });

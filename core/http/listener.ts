@@ -99,7 +99,6 @@ export function createListener(config: ResolvedConfig, handle: RequestListener, 
 }
 
 function countHeaders(server: { maxHeadersCount: number | null }, config: ResolvedConfig): void {
-  // Node drops header fields past maxHeadersCount without a word; one more than the limit lets the
-  // handler see the overflow and answer 431 instead of forwarding a truncated request.
-  server.maxHeadersCount = config.server.maxHeaderCount + 1;
+  // Node's parser refuses a head with more fields than this (431, through answerClientError).
+  server.maxHeadersCount = config.server.maxHeaderCount;
 }

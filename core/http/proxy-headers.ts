@@ -23,6 +23,29 @@ const HOP_BY_HOP = new Set([
 // Node's server answers `Expect: 100-continue` itself; forwarding it would make undici refuse the request.
 const REQUEST_ONLY_DROPPED = new Set(['expect', 'host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded']);
 
+/**
+ * Fields that upstream frameworks read as facts about the client or the original URL (client IP,
+ * scheme, host, port, path prefix; IIS/Symfony's `X-Original-URL` and `X-Rewrite-URL` even replace
+ * the path that was routed). Only a trusted proxy may say these; from anyone else they are dropped.
+ */
+const SPOOFABLE = new Set([
+  'x-real-ip',
+  'x-client-ip',
+  'true-client-ip',
+  'x-cluster-client-ip',
+  'x-forwarded-port',
+  'x-forwarded-prefix',
+  'x-forwarded-server',
+  'x-forwarded-scheme',
+  'x-forwarded-ssl',
+  'front-end-https',
+  'x-url-scheme',
+  'x-original-url',
+  'x-rewrite-url',
+  'x-original-host',
+  'x-host',
+]);
+
 export interface UpstreamHeaderOptions {
   trusted: TrustedProxies;
   /** Set by the gateway from the authenticated consumer; a client's copy is never forwarded. */
@@ -39,18 +62,21 @@ export interface UpstreamHeaderOptions {
 export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHeaderOptions): HeaderRecord {
   const incoming = req.headers;
   const named = connectionNamed(incoming.connection);
+  const peer = req.socket.remoteAddress ?? '';
+  const trusted = options.trusted.isTrusted(peer);
   const out: HeaderRecord = Object.create(null);
   for (const name in incoming) {
     // HTTP/2 pseudo-headers (`:path`...) describe this hop only.
     if (name.charCodeAt(0) === 58 /* : */) continue;
     if (HOP_BY_HOP.has(name) || REQUEST_ONLY_DROPPED.has(name) || name === options.consumerHeader) continue;
+    if (!trusted && SPOOFABLE.has(name)) continue;
     if (named !== null && named.has(name)) continue;
     out[name] = incoming[name];
   }
 
-  const peer = req.socket.remoteAddress ?? '';
+  // Set after the Connection-named fields are gone, so `Connection: x-forwarded-for` cannot remove them.
   const clientHost = requestHost(req) ?? '';
-  if (options.trusted.isTrusted(peer)) {
+  if (trusted) {
     // A trusted proxy speaks for the client: extend its chain and keep what it said about the origin.
     const chain = joined(incoming['x-forwarded-for']);
     out['x-forwarded-for'] = chain ? `${chain}, ${unmapped(peer)}` : unmapped(peer);

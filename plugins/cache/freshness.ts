@@ -12,7 +12,15 @@ export interface StoragePolicy {
   allowCookies: boolean;
 }
 
-export type NotStored = 'no-store' | 'private' | 'authorization' | 'set-cookie' | 'vary-star' | 'status' | 'no-freshness';
+export type NotStored = 'no-store' | 'private' | 'authorization' | 'set-cookie' | 'vary-star' | 'status' | 'no-freshness' | 'credentials';
+
+export interface RequestFacts {
+  /** The request had Authorization. */
+  authorization: boolean;
+  /** The request carried credentials of another kind (a cookie, an authenticated consumer). */
+  credentials: boolean;
+  cacheControl: Directives;
+}
 
 export interface Storable {
   /** How long the response is fresh, in ms (0: it must be revalidated before each use). */
@@ -31,7 +39,7 @@ export interface Storable {
  * response, for the age calculation.
  */
 export function storability(
-  request: { authorization: boolean; cacheControl: Directives },
+  request: RequestFacts,
   response: { status: number; headers: { get(name: string): string | undefined; getAll(name: string): string[] } },
   policy: StoragePolicy,
   requestedAt: number,
@@ -60,6 +68,8 @@ export function storability(
   if (!explicit && !CACHEABLE_BY_DEFAULT.has(response.status)) return 'status';
   if (freshnessMs === null) {
     if (policy.defaultTtlMs <= 0) return 'no-freshness';
+    // The default freshness is for public responses; a credentialed request's response may be personal.
+    if (request.credentials) return 'credentials';
     freshnessMs = policy.defaultTtlMs;
   }
   if (cc.has('no-cache')) freshnessMs = 0;

@@ -7,7 +7,7 @@ import { backgroundFetch } from '../../core/upstream/background-fetch.ts';
 import { primaryKey, type KeyOptions } from './cache-key.ts';
 import { parseCacheControl, seconds, type Directives } from './cache-control.ts';
 import { CacheStore, type CacheEntry } from './cache-store.ts';
-import { storability, type NotStored } from './freshness.ts';
+import { storability, type NotStored, type RequestFacts } from './freshness.ts';
 import { onPurge, type PurgeRequest } from './purge.ts';
 import { RedisCacheTier } from './redis-tier.ts';
 
@@ -199,15 +199,15 @@ export const cache = definePlugin({
       if (etag !== undefined) validators['if-none-match'] = etag;
       else if (lastModified !== undefined) validators['if-modified-since'] = lastModified;
       const requestedAt = Date.now();
-      const authorization = ctx.request.headers.authorization !== undefined;
+      const facts = requestFacts(ctx, requestCacheControl);
       backgroundFetch(ctx, validators)
         .then(async (response) => {
           if (response.status === 304) {
             response.discardBody();
-            refreshEntry(entry, response, authorization, requestCacheControl, requestedAt);
+            refreshEntry(entry, response, facts, requestedAt);
             return;
           }
-          const decision = storability({ authorization, cacheControl: requestCacheControl }, response, policy, requestedAt, Date.now());
+          const decision = storability(facts, response, policy, requestedAt, Date.now());
           if (response.status >= 500 || typeof decision === 'string') {
             response.discardBody();
             if (response.status < 500) store.delete(entry.key);
@@ -223,6 +223,18 @@ export const cache = definePlugin({
         .finally(() => refreshing.delete(entry.key));
     };
 
+    /**
+     * What the storage rules need to know of the request. A cookie or an authenticated consumer
+     * (outside a per-consumer key) means the response may be personal: it is stored only when the
+     * upstream says so, never on the plugin's default `ttl` (web cache deception, Gil 2017:
+     * `/account/settings.css` answered with the account page).
+     */
+    const requestFacts = (ctx: RequestContext, cacheControl: Directives): RequestFacts => ({
+      authorization: ctx.request.headers.authorization !== undefined,
+      credentials: ctx.request.headers.cookie !== undefined || (ctx.consumer !== null && !opts.key.consumer),
+      cacheControl,
+    });
+
     const lifetimes = (decision: Exclude<ReturnType<typeof storability>, NotStored>) => ({
       initialAgeMs: decision.initialAgeMs,
       freshnessMs: decision.freshnessMs,
@@ -232,12 +244,12 @@ export const cache = definePlugin({
     });
 
     /** Applies a 304 to a stored entry (RFC 9111 §4.3.4); false when the entry may no longer be kept. */
-    const refreshEntry = (entry: CacheEntry, response: GatewayResponse, authorization: boolean, requestCacheControl: Directives, requestedAt: number): ReturnType<typeof storability> => {
+    const refreshEntry = (entry: CacheEntry, response: GatewayResponse, facts: RequestFacts, requestedAt: number): ReturnType<typeof storability> => {
       for (const name of UPDATED_BY_304) {
         const value = response.headers.get(name);
         if (value !== undefined) entry.headers[name] = value;
       }
-      const fresh = storability({ authorization, cacheControl: requestCacheControl }, { status: entry.status, headers: new RecordView(entry.headers) }, policy, requestedAt, Date.now());
+      const fresh = storability(facts, { status: entry.status, headers: new RecordView(entry.headers) }, policy, requestedAt, Date.now());
       if (typeof fresh === 'string') store.delete(entry.key);
       else {
         Object.assign(entry, { receivedAt: Date.now(), ...lifetimes(fresh) });
@@ -248,7 +260,7 @@ export const cache = definePlugin({
 
     const store304 = (ctx: RequestContext, state: Pending, response: GatewayResponse): void => {
       const entry = state.stale!;
-      const fresh = refreshEntry(entry, response, ctx.request.headers.authorization !== undefined, state.requestCacheControl, state.requestedAt);
+      const fresh = refreshEntry(entry, response, requestFacts(ctx, state.requestCacheControl), state.requestedAt);
       response.status = entry.status;
       replaceHeaders(response, entry.headers);
       response.body = entry.body;
@@ -262,7 +274,7 @@ export const cache = definePlugin({
 
     const storeResponse = (ctx: RequestContext, state: Pending, response: GatewayResponse): void => {
       const decision = storability(
-        { authorization: ctx.request.headers.authorization !== undefined, cacheControl: state.requestCacheControl },
+        requestFacts(ctx, state.requestCacheControl),
         response,
         policy,
         state.requestedAt,
