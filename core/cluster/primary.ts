@@ -5,6 +5,7 @@ import { loadConfig } from '../config/load-config.ts';
 import type { ResolvedConfig } from '../config/validate.ts';
 import { createLogger } from '../log/logger.ts';
 import { serveHostLimits } from '../limits/host-limits.ts';
+import { MemoryLimitStore } from '../limits/memory-store.ts';
 import { HostMetrics } from '../telemetry/metrics.ts';
 import { HealthChecks } from './health-checks.ts';
 import { ENV_CONFIG, ENV_PORT, ENV_WORKER, ENV_WORKERS, isWorkerMessage, type PrimaryMessage } from './messages.ts';
@@ -112,7 +113,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     }),
   );
   // Host-wide rate-limit state lives here, so it is shared by all workers and outlives reloads.
-  serveHostLimits();
+  // Its size is fixed at start: a reload does not resize it.
+  const limitStore = serveHostLimits(new MemoryLimitStore(config.hostLimits.maxKeys));
+  hostMetrics.watchRateLimitKeys(() => limitStore.size);
   // Sending to a worker that has just died fails with EPIPE on the worker object; unhandled, that
   // 'error' would take the primary down with it. Its exit is handled where it belongs.
   cluster.on('fork', (worker) => worker.on('error', (error: Error) => logger.debug({ err: error, workerPid: worker.process.pid }, 'message to a worker failed')));

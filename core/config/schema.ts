@@ -213,6 +213,7 @@ export const configSchema = z.strictObject({
     })
     .prefault({}),
   shutdown: z.strictObject({ drainTimeout: duration.default(30_000) }).prefault({}),
+  hostLimits: z.strictObject({ maxKeys: z.int().min(1).default(1_000_000) }).prefault({}),
   log: z
     .strictObject({
       level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),

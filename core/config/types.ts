@@ -96,6 +96,12 @@ export interface GatewayConfig<Upstreams extends string = string> {
   telemetry?: TelemetryConfig;
   /** The worker-thread pool that plugins move CPU-heavy work to (`gw.offload`); see docs/offload.md. */
   offload?: OffloadConfig;
+  /**
+   * The host-wide rate-limit store in the primary (`rateLimit` with the default `store: 'host'`).
+   * `maxKeys` bounds its memory (~200 bytes a key); past it the least recently used keys are
+   * forgotten and their clients start afresh. Default 1,000,000. Read at start, not on reload.
+   */
+  hostLimits?: { maxKeys?: number };
   shutdown?: {
     /** How long a worker waits for in-flight requests on SIGTERM before closing them. Default `'30s'`. */
     drainTimeout?: Duration;

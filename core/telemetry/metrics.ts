@@ -16,6 +16,16 @@ export function histogram<L extends string>(name: string, help: string, labelNam
   return new client.Histogram({ name, help, labelNames, buckets });
 }
 
+/**
+ * A gauge read when scraped: `collect` sets its value. The primary adds up the workers' values, so a
+ * gauge of something each worker holds (cache bytes, say) reads as the host's total.
+ */
+export function gauge(name: string, help: string, collect: (this: client.Gauge) => void): client.Gauge {
+  const existing = client.register.getSingleMetric(name);
+  if (existing) return existing as client.Gauge;
+  return new client.Gauge({ name, help, collect });
+}
+
 /** What plugins get as `gw.metrics`. */
 export const pluginMetrics = {
   counter: <L extends string>(name: string, help: string, labelNames: readonly L[] = []) => counter<L>(name, help, labelNames),
@@ -69,6 +79,18 @@ export class HostMetrics {
     labelNames: ['result'] as const,
     registers: [this.#own],
   });
+  #rateLimitKeys: () => number = () => 0;
+  readonly #rateLimitKeysGauge: client.Gauge = new client.Gauge({
+    name: 'tollgate_rate_limit_keys',
+    help: 'Keys the host-wide rate-limit store holds (bounded by hostLimits.maxKeys).',
+    registers: [this.#own],
+    collect: (): void => this.#rateLimitKeysGauge.set(this.#rateLimitKeys()),
+  });
+
+  /** Reports the host-wide rate-limit store's key count on each scrape. */
+  watchRateLimitKeys(count: () => number): void {
+    this.#rateLimitKeys = count;
+  }
 
   get contentType(): string {
     return this.#aggregator.contentType;

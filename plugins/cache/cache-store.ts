@@ -1,4 +1,5 @@
 import { LRUCache } from 'lru-cache';
+import { gauge } from '../../core/telemetry/metrics.ts';
 import type { HeaderRecord } from '../../core/http/header-map.ts';
 
 export interface CacheEntry {
@@ -28,6 +29,26 @@ const ENTRY_OVERHEAD_BYTES = 700;
  * used first out. Variants of one URL are found through the header names its responses vary on;
  * tags (surrogate keys) index entries for purge.
  */
+/** Every store of this process, for the gauges; a store dropped with its gateway drops out. */
+const stores = new Set<WeakRef<CacheStore>>();
+
+function total(read: (store: CacheStore) => number): number {
+  let sum = 0;
+  for (const ref of stores) {
+    const store = ref.deref();
+    if (store === undefined) stores.delete(ref);
+    else sum += read(store);
+  }
+  return sum;
+}
+
+gauge('tollgate_cache_size_bytes', 'Bytes the response caches hold (bodies, headers and per-entry overhead), bounded by each cache\'s maxSize.', function () {
+  this.set(total((store) => store.bytes));
+});
+gauge('tollgate_cache_entries', 'Responses the response caches hold.', function () {
+  this.set(total((store) => store.size));
+});
+
 export class CacheStore {
   readonly #entries: LRUCache<string, CacheEntry>;
   /** Primary key → the header names its responses vary on (lower case, sorted). */
@@ -36,6 +57,7 @@ export class CacheStore {
   readonly #byTag = new Map<string, Set<string>>();
 
   constructor(maxBytes: number) {
+    stores.add(new WeakRef(this));
     this.#entries = new LRUCache<string, CacheEntry>({
       maxSize: maxBytes,
       sizeCalculation: (entry) => entrySize(entry),

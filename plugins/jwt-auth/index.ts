@@ -32,6 +32,8 @@ const options = z
     audience: stringOrList.optional(),
     /** Leeway for `exp`/`nbf`, in seconds. Default 30. */
     clockToleranceSec: z.int().min(0).max(600).default(30),
+    /** Refuse tokens without `exp`, which would never expire. Default true. */
+    requireExpiry: z.boolean().default(true),
     /** Claims the token must carry; a valid token without one gets 403. */
     requiredClaims: z.array(z.string()).default([]),
     /** Scopes (`scope` claim, space-separated, or `scp` array) the token must grant; 403 otherwise. */
@@ -98,6 +100,7 @@ export const jwtAuth = definePlugin({
           issuer: opts.issuer,
           audience: opts.audience,
           clockTolerance: opts.clockToleranceSec,
+          ...(opts.requireExpiry ? { requiredClaims: ['exp'] } : {}),
         }));
       } catch (error) {
         throw rejection(error, challenge, gw.logger);
