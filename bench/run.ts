@@ -5,7 +5,9 @@
  * drift on shared machines; the ratios and the CPU time per request are what to compare across runs.
  *
  * Env: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 64),
- * BENCH_LOAD=autocannon to use autocannon even where wrk is installed.
+ * BENCH_LOAD=autocannon to use autocannon even where wrk is installed, BENCH_ONLY=a,b to measure only
+ * the subjects whose names contain one of the given words (the upstream and bare tollgate always run,
+ * as the baselines of the ratios).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -138,6 +140,12 @@ if (redis) {
   subjects.push({ name: 'full chain (auth, redis limit, 10 % traces, cache miss)', url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids, headers: { 'x-api-key': 'bench-key' } });
 }
 
+const only = process.env.BENCH_ONLY?.split(',').map((word) => word.trim()).filter(Boolean);
+if (only?.length) {
+  const kept = subjects.filter((subject) => subject.name === 'upstream direct' || subject.name === 'tollgate (1 worker)' || only.some((word) => subject.name.includes(word)));
+  subjects.splice(0, subjects.length, ...kept);
+}
+
 console.log(
   `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each, ` +
     (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'no pinning (one core)'),
@@ -178,13 +186,14 @@ for (const subject of subjects) {
 }
 const rpsOf = (name: string): number => median(results.get(name)!.map((r) => r.load.requestsPerSec));
 console.log('');
-if (nginx) console.log(`tollgate / nginx: ${fmt(bare / rpsOf('nginx (1 worker)'), 2)}`);
+if (results.has('nginx (1 worker)')) console.log(`tollgate / nginx: ${fmt(bare / rpsOf('nginx (1 worker)'), 2)}`);
 if (results.has('fast-gateway 5')) {
   const peer = rpsOf('fast-gateway 5');
   const full = results.has('full chain (auth, redis limit, 10 % traces, cache miss)') ? rpsOf('full chain (auth, redis limit, 10 % traces, cache miss)') : Number.NaN;
-  console.log(`tollgate / fast-gateway: ${fmt(bare / peer, 2)}; full chain / fast-gateway: ${fmt(full / peer, 2)}; cache hit / fast-gateway: ${fmt(rpsOf('tollgate + cache hit') / peer, 2)}`);
+  const hit = results.has('tollgate + cache hit') ? rpsOf('tollgate + cache hit') : Number.NaN;
+  console.log(`tollgate / fast-gateway: ${fmt(bare / peer, 2)}; full chain / fast-gateway: ${fmt(full / peer, 2)}; cache hit / fast-gateway: ${fmt(hit / peer, 2)}`);
 }
-console.log(`2 workers / 1 worker: ${fmt(rpsOf('tollgate (2 workers, unpinned)') / bare, 2)}`);
+if (results.has('tollgate (2 workers, unpinned)')) console.log(`2 workers / 1 worker: ${fmt(rpsOf('tollgate (2 workers, unpinned)') / bare, 2)}`);
 process.exit(0);
 
 /** keyAuth and jwtAuth (RS256, ES256) on the bench route, with the credentials wrk sends. */

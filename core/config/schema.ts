@@ -196,6 +196,7 @@ export const configSchema = z.strictObject({
       maxHeaderCount: z.int().min(1).max(10_000).default(100),
       maxUrlLength: z.int().min(64).default(8_192),
       maxBodySize: z.int().min(0).default(16 * 1024 * 1024),
+      headersWithUnderscores: z.enum(['drop', 'reject', 'keep']).default('drop'),
       paths: z
         .strictObject({ encodedSlashes: z.enum(['reject', 'keep']).default('reject'), semicolons: z.enum(['reject', 'keep']).default('reject') })
         .prefault({}),

@@ -79,6 +79,12 @@ export interface GatewayConfig<Upstreams extends string = string> {
      * way). Routes may set their own. Default 16 MiB.
      */
     maxBodySize?: number;
+    /**
+     * Request header names with `_`, which CGI-style upstreams read as `-` (so `X_Consumer_Id` would
+     * pass for `X-Consumer-Id`): `'drop'` them (the default, as nginx does), `'reject'` the request
+     * with 400, or `'keep'` them.
+     */
+    headersWithUnderscores?: 'drop' | 'reject' | 'keep';
     /** How unusual paths are treated before routing (docs/security.md#paths). */
     paths?: {
       /** `%2F`/`%5C` in the path: `'reject'` (400, the default) or `'keep'` (they stay encoded, inside one segment). */

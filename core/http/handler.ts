@@ -11,7 +11,7 @@ import { toUpstreamError } from '../upstream/upstream-errors.ts';
 import { HeaderMap } from './header-map.ts';
 import { buildUpstreamHeaders, requestHost } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
-import { hostProblem } from './request-head.ts';
+import { headProblem } from './request-head.ts';
 import { decodeParams, normalisePath, PathRejection } from './request-path.ts';
 import { errorResponse, responseFromReply } from './responses.ts';
 
@@ -41,11 +41,11 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
   let upstreamPath = url;
   let routeError: GatewayError | null = null;
   const normalised = normalisePath(rawPath, server.paths);
-  const badHost = hostProblem(req);
+  const badHead = headProblem(req, server.headersWithUnderscores === 'reject');
   if (url.length > server.maxUrlLength) {
     routeError = new GatewayError('TG_ERR_URI_TOO_LONG', undefined, { details: { limit: server.maxUrlLength } });
-  } else if (badHost !== null) {
-    routeError = new GatewayError('TG_ERR_BAD_REQUEST', `The request is malformed: ${badHost}`);
+  } else if (badHead !== null) {
+    routeError = new GatewayError('TG_ERR_BAD_REQUEST', `The request is malformed: ${badHead}`);
   } else if (normalised instanceof PathRejection) {
     routeError = new GatewayError('TG_ERR_BAD_PATH', `The request path is not acceptable: ${normalised.problem}`);
   } else {
@@ -77,6 +77,7 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
     consumerHeader: gateway.config.consumerHeader,
     requestId: id,
     protocol: gateway.protocol,
+    dropUnderscores: server.headersWithUnderscores === 'drop',
   });
   const ctx = new RequestContext(
     id,

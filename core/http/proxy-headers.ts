@@ -53,6 +53,11 @@ export interface UpstreamHeaderOptions {
   requestId: string;
   /** `http` or `https`, as the client reached the gateway. */
   protocol: string;
+  /**
+   * Leave out header names with `_`: upstreams behind CGI-style stacks (PHP, WSGI, nginx with
+   * underscores_in_headers) read `X_Consumer_Id` as `X-Consumer-Id`, a way around the removal above.
+   */
+  dropUnderscores: boolean;
 }
 
 /**
@@ -70,6 +75,7 @@ export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHead
     if (name.charCodeAt(0) === 58 /* : */) continue;
     if (HOP_BY_HOP.has(name) || REQUEST_ONLY_DROPPED.has(name) || name === options.consumerHeader) continue;
     if (!trusted && SPOOFABLE.has(name)) continue;
+    if (options.dropUnderscores && name.includes('_')) continue;
     if (named !== null && named.has(name)) continue;
     out[name] = incoming[name];
   }

@@ -6,10 +6,11 @@ import type { IncomingMessage } from 'node:http';
 const VALID_HOST = /^(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=%]*)(?::[0-9]*)?$/;
 
 /**
- * Why a request's Host is refused, or null when it is acceptable: what Node's parser lets through and
- * RFC 9112 §3.2 says a server MUST answer with 400, a Host repeated or not a valid host.
+ * Why a request head is refused, or null when it is acceptable: what Node's parser lets through and
+ * RFC 9112 §3.2 says a server MUST answer with 400 (a Host repeated or not a valid host), and, when
+ * `rejectUnderscores`, a header name with `_`.
  */
-export function hostProblem(req: IncomingMessage): string | null {
+export function headProblem(req: IncomingMessage, rejectUnderscores: boolean): string | null {
   if (req.httpVersionMajor >= 2) {
     const authority = req.headers.host ?? (req.headers[':authority'] as string | undefined);
     return authority !== undefined && !VALID_HOST.test(authority) ? 'the :authority is not a valid host' : null;
@@ -19,6 +20,7 @@ export function hostProblem(req: IncomingMessage): string | null {
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     if (name.length === 4 && name.toLowerCase() === 'host') hosts++;
+    else if (rejectUnderscores && name.includes('_')) return `the header name "${name}" has an underscore`;
   }
   if (hosts > 1) return 'more than one Host header';
   const host = req.headers.host;

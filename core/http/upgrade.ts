@@ -43,7 +43,7 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
   if (found === null || isMethodMismatch(found)) return answer(errorResponse(new GatewayError('TG_ERR_ROUTE_NOT_FOUND', `No route matches ${method} ${path}`), id));
   const route = found.value;
   const rewritten = route.rewritePath(path, found.params);
-  const headers = buildUpstreamHeaders(req, { trusted: gateway.trusted, consumerHeader: gateway.config.consumerHeader, requestId: id, protocol: gateway.protocol });
+  const headers = buildUpstreamHeaders(req, { trusted: gateway.trusted, consumerHeader: gateway.config.consumerHeader, requestId: id, protocol: gateway.protocol, dropUnderscores: gateway.config.server.headersWithUnderscores !== 'keep' });
   const ctx = new RequestContext(
     id,
     new IncomingRequest(req, path, query, gateway.trusted),

@@ -29,6 +29,7 @@ describe('security: hop-by-hop and spoofed headers', () => {
   let app: TestUpstream;
   let gateway: GatewayProcess;
   let trustingGateway: GatewayProcess;
+  let strictGateway: GatewayProcess;
 
   before(async () => {
     app = await startUpstream((req, res) => {
@@ -37,12 +38,12 @@ describe('security: hop-by-hop and spoofed headers', () => {
       res.writeHead(200, { connection: 'x-frame-options, x-request-id', 'keep-alive': 'timeout=5', 'content-type': 'text/plain' });
       res.end('ok');
     });
-    const config = (trust: string): string => `
+    const config = (extra: string): string => `
       import { defineConfig } from '${CORE}';
       import { headers, keyAuth } from '${PLUGINS}';
       export default defineConfig({
         listen: { port: 0, host: '127.0.0.1' },
-        ${trust}
+        ${extra}
         upstreams: { app: { targets: ['${app.url}'] } },
         plugins: [headers({ response: { set: { 'x-frame-options': 'DENY' } } })],
         routes: [
@@ -53,11 +54,13 @@ describe('security: hop-by-hop and spoofed headers', () => {
     `;
     gateway = await startGateway(config(''));
     trustingGateway = await startGateway(config(`trustProxy: ['127.0.0.1'],`));
+    strictGateway = await startGateway(config(`server: { headersWithUnderscores: 'reject' },`));
   });
 
   after(async () => {
     await gateway?.stop();
     await trustingGateway?.stop();
+    await strictGateway?.stop();
     await app?.close();
   });
 
@@ -80,6 +83,21 @@ describe('security: hop-by-hop and spoofed headers', () => {
   it('drops a client-sent consumer header on a route without auth', async () => {
     await send(`${gateway.url}/open`, { headers: { 'x-consumer-id': 'root' } });
     expect(app.requests[0]!.headers).to.not.have.property('x-consumer-id');
+  });
+
+  it('drops header names with underscores, which CGI-style upstreams read as dashes (X_Consumer_Id)', async () => {
+    await send(`${gateway.url}/open`, { headers: { x_consumer_id: 'root', 'x_forwarded_for': '203.0.113.9', 'x-with-dash': 'kept' } });
+    const seen = app.requests[0]!.headers;
+    expect(seen).to.not.have.property('x_consumer_id');
+    expect(seen).to.not.have.property('x_forwarded_for');
+    expect(seen['x-with-dash']).to.equal('kept');
+  });
+
+  it("refuses header names with underscores with 400 under headersWithUnderscores: 'reject'", async () => {
+    const response = await send(`${strictGateway.url}/open`, { headers: { x_consumer_id: 'root' } });
+    expect(response.status).to.equal(400);
+    expect(response.json().error.message).to.contain('underscore');
+    expect(app.requests).to.deep.equal([]);
   });
 
   it('keeps what a trusted proxy says about the client, extending its X-Forwarded-For', async () => {

@@ -133,6 +133,15 @@ describe('security: request smuggling', () => {
     expect(upstream.requests.map((request) => request.url)).to.deep.equal(['/submit']);
   });
 
+  it('refuses absolute-form targets and OPTIONS *, so a route is never chosen by two authorities', async () => {
+    for (const line of ['GET http://gw/x HTTP/1.1', 'GET http://other.example/x HTTP/1.1', 'OPTIONS * HTTP/1.1']) {
+      const { text } = await rawExchange(gateway.port, `${line}\r\nHost: gw\r\nConnection: close\r\n\r\n`);
+      expect(firstStatus(text), line).to.equal(400);
+      expect(errorCodeOf(text)).to.equal('TG_ERR_BAD_PATH');
+    }
+    expect(tap.all()).to.equal('');
+  });
+
   it('answers pipelined requests in order, each forwarded on its own', async () => {
     const one = 'GET /one HTTP/1.1\r\nHost: gw\r\n\r\n';
     const two = 'GET /two HTTP/1.1\r\nHost: gw\r\nConnection: close\r\n\r\n';
