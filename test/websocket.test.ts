@@ -90,6 +90,18 @@ describe('websocket', () => {
     expect(upstream.upgrades.length).to.equal(before);
   });
 
+  it('applies the edge checks to upgrades too: path spellings, Host, underscore headers', async () => {
+    const before = upstream.upgrades.length;
+    expect(await open(`${ws}/x/..;/chat`)).to.equal(400);
+    expect(await open(`${ws}/%63hat`, { 'x-api-key': 'wrong' })).to.equal(401);
+    expect(await open(`${ws}/chat`, { host: 'a.example@b.example' })).to.equal(400);
+    expect(upstream.upgrades.length).to.equal(before);
+    const socket = await open(`${ws}/%63hat`, { 'x-api-key': 'alice-key', x_consumer_id: 'root' });
+    expect(socket).to.be.instanceOf(WebSocket);
+    (socket as WebSocket).close();
+    expect(upstream.upgrades.at(-1)).to.not.have.property('x_consumer_id');
+  });
+
   it('counts upgrades against the route\'s rate limit', async () => {
     const results = [];
     for (let i = 0; i < 3; i++) results.push(await open(`${ws}/limited`));
