@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { siblingModule } from '../sibling-module.ts';
 
-const CLI = fileURLToPath(new URL('../cli/tollgate.ts', import.meta.url));
+const CLI = fileURLToPath(siblingModule(import.meta.url, '../cli/tollgate'));
 
 /**
  * Runs `tollgate check` on the config in a new process: this process has the old config's modules

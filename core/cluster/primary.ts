@@ -15,6 +15,7 @@ import { checkConfig } from './config-check.ts';
 import { watchConfig } from './config-watch.ts';
 import { freePort } from './free-port.ts';
 import type { Server } from 'node:http';
+import { siblingModule } from '../sibling-module.ts';
 
 export interface PrimaryOptions {
   configPath?: string | undefined;
@@ -74,7 +75,7 @@ function broadcastPurge(workers: Worker[], purge: { url?: string; prefix?: strin
   });
 }
 
-const WORKER_ENTRY = fileURLToPath(new URL('./worker-main.ts', import.meta.url));
+const WORKER_ENTRY = fileURLToPath(siblingModule(import.meta.url, './worker-main'));
 
 /**
  * The primary process: validates the config once, forks the workers that share its listening socket,

@@ -6,6 +6,7 @@ import { hasRequestBody } from '../../core/http/proxy-headers.ts';
 import { loadTask } from '../../core/offload/task-runner.ts';
 import type { GatewayResponse } from '../../core/context.ts';
 import transformJson, { type TransformInfo } from './transform-task.ts';
+import { siblingModule } from '../../core/sibling-module.ts';
 
 const moduleRef = z.union([z.instanceof(URL), z.string().min(1)], { error: 'expected a file: URL or a path to a module' });
 
@@ -41,7 +42,7 @@ export const transform = definePlugin({
   version: '1.0.0',
   options,
   async setup(opts, gw) {
-    const task = await gw.offload.task<typeof transformJson>(new URL('./transform-task.ts', import.meta.url));
+    const task = await gw.offload.task<typeof transformJson>(siblingModule(import.meta.url, './transform-task'));
     const request = opts.request && (await prepare(opts.request));
     const response = opts.response && (await prepare(opts.response));
     const statuses = opts.statuses ? new Set(opts.statuses) : null;

@@ -8,6 +8,7 @@ import { planFromOpenApi } from './openapi-plan.ts';
 import { ANY_OPERATION, isJsonMediaType, matchMediaType, mediaTypeOf, sharePlan, type OperationPlan, type ValidationPlan } from './plan.ts';
 import { planFromSchemas } from './schema-plan.ts';
 import validateRequest, { preparePlan, type ValidateInput, type Violation } from './validate-task.ts';
+import { siblingModule } from '../../core/sibling-module.ts';
 
 const jsonSchema = z.union([z.record(z.string(), z.unknown()), z.boolean()], { error: 'expected a JSON Schema (an object)' });
 
@@ -58,7 +59,7 @@ export const validate = definePlugin({
     const { key: planKey, shared } = sharePlan(plan);
     // Compiled here first, so a schema ajv cannot compile stops the gateway at startup.
     preparePlan(planKey, plan);
-    const task = await gw.offload.task<typeof validateRequest>(new URL('./validate-task.ts', import.meta.url));
+    const task = await gw.offload.task<typeof validateRequest>(siblingModule(import.meta.url, './validate-task'));
 
     return {
       async onRequest(ctx) {

@@ -61,12 +61,16 @@ export interface StartOptions {
   /** Extra CLI arguments for `tollgate start`. */
   args?: string[];
   env?: Record<string, string>;
+  /** The CLI to run (default: this repository's); a test of the built package runs the installed one. */
+  cli?: string;
+  /** Working directory of the gateway (default: the repository). */
+  cwd?: string;
 }
 
 /** Like startGateway, for a config file that already exists. */
 export async function startGatewayFrom(configPath: string, options: StartOptions = {}): Promise<GatewayProcess> {
-  const child = spawn(process.execPath, [CLI, 'start', '--config', configPath, '--workers', String(options.workers ?? 1), ...(options.args ?? [])], {
-    cwd: REPO,
+  const child = spawn(process.execPath, [options.cli ?? CLI, 'start', '--config', configPath, '--workers', String(options.workers ?? 1), ...(options.args ?? [])], {
+    cwd: options.cwd ?? REPO,
     env: { ...process.env, ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
