@@ -8,7 +8,7 @@ import { handleRequest } from './http/handler.ts';
 import { handleUpgrade } from './http/upgrade.ts';
 import type { Duplex } from 'node:stream';
 import { TrustedProxies } from './http/trusted-proxies.ts';
-import type { GatewayServices, PluginHooks, PluginInstance } from './plugin.ts';
+import type { CacheServices, GatewayServices, PluginHooks, PluginInstance } from './plugin.ts';
 import { RedisConnection } from './redis/redis-client.ts';
 import { Router } from './router.ts';
 import { trace } from '@opentelemetry/api';
@@ -17,6 +17,7 @@ import { Tracing } from './telemetry/tracing.ts';
 import { compilePathRewrite, type PathRewrite } from './upstream/path-rewrite.ts';
 import { Upstream } from './upstream/upstream.ts';
 import { OffloadPool } from './offload/offload-pool.ts';
+import { purgeCaches } from './cache/purge.ts';
 
 /** A route ready to serve: its chain, upstream and path rewrite resolved once. */
 export interface CompiledRoute {
@@ -178,10 +179,12 @@ export class Gateway {
   }
 }
 
+const CACHE_SERVICES: CacheServices = Object.freeze({ purge: purgeCaches });
+
 async function setupPlugin(
   resolved: ResolvedPlugin,
   parentLogger: Logger,
-  services: Omit<GatewayServices, 'logger' | 'tracer' | 'metrics'>,
+  services: Omit<GatewayServices, 'logger' | 'tracer' | 'metrics' | 'cache'>,
 ): Promise<PluginHooks> {
   const logger = parentLogger.child({ plugin: resolved.plugin.name });
   let hooks: PluginHooks;
@@ -191,6 +194,7 @@ async function setupPlugin(
       logger,
       tracer: trace.getTracer(resolved.plugin.name, resolved.plugin.version),
       metrics: pluginMetrics,
+      cache: CACHE_SERVICES,
     });
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);

@@ -9,7 +9,8 @@ export { loadConfig, type LoadedConfig } from './config/load-config.ts';
 export { ConfigError, type ConfigIssue, type ResolvedConfig } from './config/validate.ts';
 
 export { definePlugin } from './plugin.ts';
-export type { PluginDefinition, PluginHooks, PluginFactory, PluginInstance, GatewayServices, PluginMetrics } from './plugin.ts';
+export type { PluginDefinition, PluginHooks, PluginFactory, PluginInstance, GatewayServices, PluginMetrics, CacheServices } from './plugin.ts';
+export type { PurgeTarget, PurgeOutcome } from './cache/purge.ts';
 export { RequestContext, IncomingRequest, GatewayResponse, type MatchedRoute, type UpstreamRequest, type ResponseSource } from './context.ts';
 export { reply, type Reply, type ResponseBody } from './reply.ts';
 export type { Consumer, ConsumerMetadata } from './consumer.ts';

@@ -7,6 +7,7 @@ import type { RedisConnection } from './redis/redis-client.ts';
 import type { Tracer } from '@opentelemetry/api';
 import type { Counter, Histogram } from 'prom-client';
 import type { Offload } from './offload/offload-pool.ts';
+import type { PurgeOutcome, PurgeTarget } from './cache/purge.ts';
 
 /** Services a plugin receives in `setup`, once per worker. */
 export interface GatewayServices {
@@ -33,6 +34,17 @@ export interface GatewayServices {
    * setup, then `await task.run(input, { signal: ctx.signal })` in a hook. See docs/offload.md.
    */
   readonly offload: Offload;
+  /** The response caches of this host (and of every gateway sharing their Redis tier). */
+  readonly cache: CacheServices;
+}
+
+export interface CacheServices {
+  /**
+   * Drops stored responses, as `POST /cache/purge` on the admin listener does, from every worker's
+   * caches and, for caches with `redis: true`, from the shared tier and every gateway on it:
+   * `await gw.cache.purge({ tag: \`order-${id}\` })` after a write that changes what they would say.
+   */
+  purge(target: PurgeTarget): Promise<PurgeOutcome>;
 }
 
 /** Metric factories; asking twice for one name returns the same metric. Prefix names with your plugin's. */
@@ -95,11 +107,16 @@ export interface DefinedPlugin {
   readonly setup: (options: unknown, gw: GatewayServices) => MaybePromise<PluginHooks>;
 }
 
-/** Call it with the plugin's options to list the plugin in a config. */
+/**
+ * Call it with the plugin's options to list the plugin in a config. The argument may be left out
+ * when every option is optional: `cache()` is `cache({})`.
+ */
 export type PluginFactory<Schema extends StandardSchemaV1> =
   undefined extends StandardSchemaV1.InferInput<Schema>
     ? (options?: StandardSchemaV1.InferInput<Schema>) => PluginInstance
-    : (options: StandardSchemaV1.InferInput<Schema>) => PluginInstance;
+    : {} extends StandardSchemaV1.InferInput<Schema>
+      ? (options?: StandardSchemaV1.InferInput<Schema>) => PluginInstance
+      : (options: StandardSchemaV1.InferInput<Schema>) => PluginInstance;
 
 const NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
 const VERSION = /^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$/;
@@ -160,7 +177,13 @@ export async function validatePluginOptions(instance: PluginInstance): Promise<O
     const empty = raw === undefined || (typeof raw === 'object' && raw !== null && Object.keys(raw).length === 0);
     return empty ? { value: undefined } : { issues: [{ path: [], message: 'this plugin takes no options' }] };
   }
-  const result = await schema['~standard'].validate(raw);
+  let result = await schema['~standard'].validate(raw);
+  // `cache()` with no argument means "all defaults", as `cache({})` does, for schemas that do not
+  // accept undefined themselves.
+  if (result.issues && raw === undefined) {
+    const defaults = await schema['~standard'].validate({});
+    if (!defaults.issues) result = defaults;
+  }
   if (!result.issues) return { value: result.value };
   return {
     issues: result.issues.map((issue) => ({

@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
+import { purgeProblem } from '../cache/purge.ts';
 
 export type ReloadOutcome = { result: 'reloaded' } | { result: 'rejected' | 'failed' | 'busy'; problem: string };
 
@@ -82,13 +83,9 @@ async function readPurge(req: IncomingMessage): Promise<{ url?: string; prefix?:
   } catch {
     return 'expected a JSON body: {"url": ...}, {"prefix": ...} or {"tag": ...}';
   }
-  const fields = typeof body === 'object' && body !== null ? Object.entries(body) : [];
-  if (fields.length !== 1 || !['url', 'prefix', 'tag'].includes(fields[0]![0]) || typeof fields[0]![1] !== 'string' || fields[0]![1] === '') {
-    return 'give exactly one of "url", "prefix" or "tag", as a non-empty string';
-  }
-  const [name, value] = fields[0] as [string, string];
-  if (name === 'url' && !URL.canParse(value)) return `"url" must be an absolute URL, got ${JSON.stringify(value)}`;
-  if (name === 'prefix' && !value.startsWith('/')) return '"prefix" is a path and starts with "/"';
+  const problem = purgeProblem(body);
+  if (problem !== null) return problem;
+  const [name, value] = Object.entries(body as object)[0] as [string, string];
   return { [name]: value };
 }
 

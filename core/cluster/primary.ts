@@ -16,6 +16,7 @@ import { watchConfig } from './config-watch.ts';
 import { freePort } from './free-port.ts';
 import type { Server } from 'node:http';
 import { siblingModule } from '../sibling-module.ts';
+import { purgeProblem } from '../cache/purge.ts';
 
 export interface PrimaryOptions {
   configPath?: string | undefined;
@@ -131,6 +132,17 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     respawnTimer: null,
     redisUp: null,
   }));
+  // A plugin's gw.cache.purge in one worker: relayed to every worker, the total told to the asker.
+  cluster.on('fork', (worker) =>
+    worker.on('message', (message: { type?: string; id?: number; url?: string; prefix?: string; tag?: string }) => {
+      if (message?.type !== 'tollgate:cache-purge-request') return;
+      const { type: _type, id, ...target } = message;
+      if (purgeProblem(target) !== null) return;
+      void broadcastPurge(slots.flatMap((slot) => (slot.worker ? [slot.worker] : [])), target).then((outcome) => {
+        if (worker.isConnected()) worker.send({ type: 'tollgate:cache-purge-result', id, ...outcome });
+      });
+    }),
+  );
   let started = false;
   let stopping = false;
   let exitCode = 0;

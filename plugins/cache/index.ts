@@ -8,7 +8,7 @@ import { primaryKey, type KeyOptions } from './cache-key.ts';
 import { parseCacheControl, seconds, type Directives } from './cache-control.ts';
 import { CacheStore, type CacheEntry } from './cache-store.ts';
 import { storability, type NotStored, type RequestFacts } from './freshness.ts';
-import { onPurge, type PurgeRequest } from './purge.ts';
+import { onPurge, type PurgeRequest } from '../../core/cache/purge.ts';
 import { RedisCacheTier } from './redis-tier.ts';
 
 const options = z.strictObject({

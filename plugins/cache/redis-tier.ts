@@ -3,7 +3,7 @@ import { Cluster, type Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisConnection } from '../../core/index.ts';
 import type { CacheEntry } from './cache-store.ts';
-import type { PurgeRequest } from './purge.ts';
+import type { PurgeRequest } from '../../core/cache/purge.ts';
 
 
 /**

@@ -60,3 +60,9 @@ definePlugin({
   version: '1.0.0',
   setup: () => ({ onRequest: () => reply.json(401, { error: 'no' }) }),
 });
+
+// Every option optional: the argument may be left out; one required: it may not.
+const allDefaults = definePlugin({ name: 'all-defaults', version: '1.0.0', options: z.strictObject({ n: z.number().default(1) }), setup: () => ({}) });
+allDefaults();
+// @ts-expect-error: stamp has a required option
+stamp();
