@@ -4,6 +4,7 @@
 export { defineConfig } from './config/define-config.ts';
 export { durationSchema } from './config/duration-schema.ts';
 export { routesFromOpenApi, type OpenApiRoutesOptions } from './config/openapi.ts';
+export { loadOpenApi } from './config/load-openapi.ts';
 export type { GatewayConfig, RouteConfig, UpstreamConfig, RedisConfig, TelemetryConfig, HttpMethod, Duration } from './config/types.ts';
 export { loadConfig, type LoadedConfig } from './config/load-config.ts';
 export { ConfigError, type ConfigIssue, type ResolvedConfig } from './config/validate.ts';

@@ -1,7 +1,10 @@
 import { expect } from 'chai';
-import { writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { routesFromOpenApi } from '../core/index.ts';
+import { pathToFileURL } from 'node:url';
+import { stringify } from 'yaml';
+import { loadOpenApi, routesFromOpenApi } from '../core/index.ts';
 import { headers } from '../plugins/index.ts';
 import { CORE, PLUGINS, runCli, startGatewayFrom, writeConfig, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
@@ -48,24 +51,42 @@ describe('routes from OpenAPI', () => {
     expect(error(() => routesFromOpenApi({ swagger: '2.0', paths: {} }))).to.include('expected an OpenAPI 3.x document');
   });
 
-  describe('in a config', () => {
+  describe('loadOpenApi', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-openapi-'));
+
+    it('reads the same document from JSON and from YAML', () => {
+      writeFileSync(join(dir, 'a.json'), JSON.stringify(orders));
+      writeFileSync(join(dir, 'a.yaml'), stringify(orders));
+      expect(loadOpenApi(join(dir, 'a.yaml'))).to.deep.equal(orders);
+      expect(loadOpenApi(pathToFileURL(join(dir, 'a.json')))).to.deep.equal(orders);
+    });
+
+    it('names the file and the line of a document that does not parse, and a file that is missing', () => {
+      writeFileSync(join(dir, 'broken.yaml'), 'openapi: 3.1.0\npaths:\n  /a: [unclosed\n');
+      expect(() => loadOpenApi(join(dir, 'broken.yaml'))).to.throw(/broken\.yaml does not parse \(line \d+, column \d+\)/);
+      expect(() => loadOpenApi(join(dir, 'missing.yaml'))).to.throw(/cannot read the OpenAPI document .*missing\.yaml: ENOENT/);
+      writeFileSync(join(dir, 'list.yml'), '- a\n- b\n');
+      expect(() => loadOpenApi(join(dir, 'list.yml'))).to.throw(/is not an object/);
+    });
+  });
+
+  describe('in a config (a YAML document)', () => {
     let upstream: TestUpstream;
     let gateway: GatewayProcess;
 
     before(async () => {
       upstream = await startUpstream();
       const file = writeConfig(`
-        import { readFileSync } from 'node:fs';
-        import { defineConfig, routesFromOpenApi } from '${CORE}';
+        import { defineConfig, loadOpenApi, routesFromOpenApi } from '${CORE}';
         import { headers } from '${PLUGINS}';
-        const api = JSON.parse(readFileSync(new URL('./orders.openapi.json', import.meta.url), 'utf8'));
+        const api = loadOpenApi(new URL('./orders.openapi.yaml', import.meta.url));
         export default defineConfig({
           listen: { port: 0, host: '127.0.0.1' },
           upstreams: { orders: { targets: ['${upstream.url}'] }, reports: { targets: ['${upstream.url}/r'] } },
           routes: routesFromOpenApi(api, { upstream: 'orders', operations: { cancelOrder: [headers({ request: { set: { 'x-cancel': 'yes' } } })] } }),
         });
       `);
-      writeFileSync(join(dirname(file), 'orders.openapi.json'), JSON.stringify(orders));
+      writeFileSync(join(dirname(file), 'orders.openapi.yaml'), stringify(orders));
       gateway = await startGatewayFrom(file);
     });
     after(async () => {
