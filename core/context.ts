@@ -218,8 +218,19 @@ export const kClientBody = Symbol('tollgate.clientBody');
 export const kUpstreamExchange = Symbol('tollgate.upstreamExchange');
 
 /**
- * One request's journey through the gateway. Plugins that need per-request state between their own
- * hooks keep it in a WeakMap keyed by the context, inside their `setup` closure.
+ * What plugins share about one request, through `ctx.state`. Empty as shipped; a plugin (or your
+ * config) declares its fields by declaration merging, so every plugin reading them is type-checked:
+ *
+ *   declare module 'tollgate' {
+ *     interface RequestState { tenant?: string }
+ *   }
+ */
+export interface RequestState {}
+
+/**
+ * One request's journey through the gateway. Plugins share per-request facts through `ctx.state`;
+ * state a plugin keeps to itself between its own hooks lives in a WeakMap keyed by the context,
+ * inside its `setup` closure, where no other plugin can reach it.
  */
 export class RequestContext {
   readonly id: string;
@@ -255,6 +266,12 @@ export class RequestContext {
   [kClientBody]: ClientBody | null = null;
   #abort: AbortController | null = null;
   #gone = false;
+  #state: RequestState | null = null;
+
+  /** Facts plugins share about this request (a tenant, a feature flag), typed by `RequestState`. */
+  get state(): RequestState {
+    return (this.#state ??= Object.create(null) as RequestState);
+  }
 
   /**
    * Aborts when the client goes away before its response is sent. Hand it to work that should stop

@@ -44,6 +44,12 @@ describe('the published package', function () {
 import { definePlugin } from 'tollgate';
 import type shoutTask from './shout-task.ts';
 
+declare module 'tollgate' {
+  interface RequestState {
+    shouted?: boolean;
+  }
+}
+
 export const shout = definePlugin({
   name: 'shout',
   version: '1.0.0',
@@ -53,7 +59,9 @@ export const shout = definePlugin({
     return {
       async onRequest(ctx) {
         const value = ctx.request.headers[options.header];
-        if (typeof value === 'string') ctx.upstreamRequest.headers.set(options.header, await task.run(value, { mode: 'thread' }));
+        if (typeof value !== 'string') return;
+        ctx.upstreamRequest.headers.set(options.header, await task.run(value, { mode: 'thread' }));
+        ctx.state.shouted = true;
       },
     };
   },
@@ -105,7 +113,7 @@ export default defineConfig({
       `import { z } from 'zod';
 import { definePlugin } from 'tollgate';
 export const wrong = definePlugin({ name: 'wrong', version: '1.0.0', options: z.object({ n: z.number() }),
-  setup(options) { const text: string = options.n; return { onRequest() { void text; } }; } });
+  setup(options) { const text: string = options.n; return { onRequest(ctx) { void text; ctx.state.shouted = 'yes'; } }; } });
 `,
     );
     try {
@@ -113,7 +121,9 @@ export const wrong = definePlugin({ name: 'wrong', version: '1.0.0', options: z.
         () => null,
         (error: { stdout: string }) => error.stdout,
       );
-      expect(failure, 'tsc accepted a number assigned to a string').to.be.a('string').that.contains('wrong.ts');
+      expect(failure, 'tsc accepted a number assigned to a string').to.be.a('string').that.contains('wrong.ts(4,');
+      // The RequestState field declared in shout.ts by declaration merging is checked here too.
+      expect(failure, failure ?? '').to.match(/Type '"yes"' is not assignable to type 'boolean/);
     } finally {
       rmSync(join(project, 'wrong.ts'));
     }

@@ -4,6 +4,12 @@ import { definePlugin, GatewayError, reply } from '../core/index.ts';
 import { createTestGateway, type TestGateway } from '../core/testing/index.ts';
 import { rateLimit } from '../plugins/index.ts';
 
+declare module '../core/index.ts' {
+  interface RequestState {
+    tenant?: string;
+  }
+}
+
 // A plugin as an author would write it: stamps a tenant header, refuses requests without one.
 const stampTenant = definePlugin({
   name: 'stamp-tenant',
@@ -139,6 +145,35 @@ describe('gw.metrics and gw.tracer', () => {
       expect(text).to.include('counting_requests_total{method="GET"} 1');
       expect(text).to.include('counting_requests_total{method="POST"} 1');
       expect(sameCounter).to.deep.equal([true]);
+    } finally {
+      await gw.close();
+    }
+  });
+  it('lets plugins share per-request facts through ctx.state, fresh for every request', async () => {
+    const setsTenant = definePlugin({
+      name: 'sets-tenant',
+      version: '1.0.0',
+      setup: () => ({
+        onRequest(ctx) {
+          const tenant = ctx.request.headers['x-tenant'];
+          if (typeof tenant === 'string') ctx.state.tenant = tenant;
+        },
+      }),
+    });
+    const forwardsTenant = definePlugin({
+      name: 'forwards-tenant',
+      version: '1.0.0',
+      setup: () => ({
+        onRequest(ctx) {
+          ctx.upstreamRequest.headers.set('x-tenant-seen', ctx.state.tenant ?? 'none');
+        },
+      }),
+    });
+    const gw = await createTestGateway({ plugins: [setsTenant(), forwardsTenant()] });
+    try {
+      await gw.request('/a', { headers: { 'x-tenant': 'acme' } });
+      await gw.request('/b');
+      expect(gw.upstreamRequests.map((request) => request.headers['x-tenant-seen'])).to.deep.equal(['acme', 'none']);
     } finally {
       await gw.close();
     }
