@@ -1,4 +1,4 @@
-import { move } from 'piscina';
+import { isWorkerThread, move, transferableSymbol, valueSymbol } from 'piscina';
 
 /** What the pool's threads receive: which task to run and its input. */
 export interface TaskMessage {
@@ -38,6 +38,23 @@ export default async function runTask(message: TaskMessage): Promise<unknown> {
   const result = await task(message.input);
   if (ArrayBuffer.isView(result) && ownsWholeBuffer(result)) return move(result as Uint8Array);
   return result;
+}
+
+/**
+ * For a task that answers with an object holding bytes (`{ body, changed }`, say): on a pool thread
+ * the bytes' buffer is moved back with the object instead of copied; inline, the object is returned
+ * as it is. Only the top-level result is ever moved, hence this wrapper.
+ */
+export function withMovedBytes<T extends object>(value: T, bytes: Uint8Array): T {
+  if (!isWorkerThread || !ownsWholeBuffer(bytes)) return value;
+  return move({
+    get [transferableSymbol]() {
+      return bytes.buffer;
+    },
+    get [valueSymbol]() {
+      return value;
+    },
+  } as never) as T;
 }
 
 /** A view over part of a larger (or shared) buffer cannot be moved without taking the rest along. */

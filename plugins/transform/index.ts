@@ -53,7 +53,8 @@ export const transform = definePlugin({
         const body = await ctx.request.body(opts.limit);
         // Copied to the thread, not moved: other plugins may still read the client's body.
         const input = { ...request, body, info: infoOf(ctx, 'request', null) };
-        ctx.upstreamRequest.body = await task.run(input, { size: body.byteLength, signal: ctx.signal });
+        const result = await task.run(input, { size: body.byteLength, signal: ctx.signal });
+        if (result.changed) ctx.upstreamRequest.body = result.body;
       },
       async onResponse(ctx, res) {
         if (!response || res.source !== 'upstream' || !transformable(res, statuses)) return;
@@ -61,8 +62,9 @@ export const transform = definePlugin({
         // Moved to the thread, not copied: what comes back replaces it.
         const input = { ...response, body, info: infoOf(ctx, 'response', res.status) };
         const result = await task.run(input, { size: body.byteLength, transfer: [body], signal: ctx.signal });
-        if (result === body) return;
-        res.body = result;
+        // Set either way: a body moved to the thread comes back as new bytes over the same memory.
+        res.body = result.body;
+        if (!result.changed) return;
         // A new representation: the upstream's validators no longer describe it.
         res.headers.delete('etag');
         res.headers.delete('content-md5');

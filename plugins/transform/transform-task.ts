@@ -1,4 +1,4 @@
-import { loadTask } from '../../core/offload/task-runner.ts';
+import { loadTask, withMovedBytes } from '../../core/offload/task-runner.ts';
 
 /** What a transform function learns about the message besides its body. */
 export interface TransformInfo {
@@ -31,12 +31,19 @@ export interface TransformInput {
   readonly info: TransformInfo;
 }
 
+export interface TransformOutput {
+  /** The body to send: the input's own bytes when `changed` is false. */
+  readonly body: Uint8Array;
+  /** False when the transform returned `undefined`: the representation (and its ETag) still holds. */
+  readonly changed: boolean;
+}
+
 /**
  * Parses, transforms, serialises: all the CPU work in one place, wherever it runs. Always answers
- * with bytes (the input's own when the transform returned `undefined`), so a body moved to the
- * thread comes back either way.
+ * with the bytes (the input's own when the transform returned `undefined`), so a body moved to the
+ * thread comes back either way, and says whether they changed.
  */
-export default async function transformJson(input: TransformInput): Promise<Uint8Array> {
+export default async function transformJson(input: TransformInput): Promise<TransformOutput> {
   const transform = (await loadTask(input.module, input.export)) as unknown as JsonTransform;
   let parsed: unknown;
   try {
@@ -45,5 +52,6 @@ export default async function transformJson(input: TransformInput): Promise<Uint
     throw new Error(`the ${input.info.direction} body is not valid JSON (${(error as Error).message})`);
   }
   const result = await transform(parsed, input.info);
-  return result === undefined ? input.body : new TextEncoder().encode(JSON.stringify(result));
+  const body = result === undefined ? input.body : new TextEncoder().encode(JSON.stringify(result));
+  return withMovedBytes({ body, changed: result !== undefined }, body);
 }

@@ -61,6 +61,13 @@ describe('transform plugin', () => {
     expect(same.headers.etag).to.equal('"v1"');
   });
 
+  it('keeps the body and its ETag when the function returns undefined on an offload thread too', async () => {
+    upstreamBody = orders(5_000);
+    const same = await gw.request('/same');
+    expect(same.text).to.equal(upstreamBody);
+    expect(same.headers.etag).to.equal('"v1"');
+  });
+
   it('answers 500 TG_ERR_OFFLOAD_FAILED when the function throws, without its message', async () => {
     const res = await gw.request('/broken');
     expect(res.status).to.equal(500);
