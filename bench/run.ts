@@ -11,7 +11,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -20,6 +20,8 @@ import { median } from './stats.ts';
 import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { hashKey } from '../plugins/key-auth/key-hash.ts';
 import { startNginx } from './nginx.ts';
+import { summariseProfiles } from './profile-summary.ts';
+import { writeLatestRun } from './write-results.ts';
 import { startTollgate } from './tollgate.ts';
 import { startRedis } from '../test/support/redis.ts';
 
@@ -44,6 +46,30 @@ interface Subject {
 const children: ChildProcess[] = [];
 process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')));
 
+/** BENCH_PROFILE=<words in a subject's name>: that tollgate runs with --cpu-prof, summarised at the end. */
+const PROFILE = process.env.BENCH_PROFILE;
+const PROFILE_DIR = join(REPO, '.tmp', 'bench-profile');
+let profiled: { name: string; child: ChildProcess } | null = null;
+
+/** Starts one tollgate subject (one worker pinned to the proxy's core unless the options say otherwise). */
+async function tollgateSubject(name: string, options: Omit<Parameters<typeof startTollgate>[0], 'upstreamPort' | 'workers' | 'cpus'> & { workers?: number; pinned?: boolean }, headers?: Record<string, string>): Promise<void> {
+  const profile = PROFILE !== undefined && profiled === null && name.includes(PROFILE);
+  if (profile) {
+    rmSync(PROFILE_DIR, { recursive: true, force: true });
+    mkdirSync(PROFILE_DIR, { recursive: true });
+  }
+  const gateway = await startTollgate({
+    ...options,
+    upstreamPort,
+    workers: options.workers ?? 1,
+    cpus: PIN && options.pinned !== false ? PROXY_CPU : undefined,
+    ...(profile ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] } : {}),
+  });
+  children.push(gateway.child);
+  if (profile) profiled = { name, child: gateway.child };
+  subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids, ...(headers ? { headers } : {}) });
+}
+
 // The bench process itself (and autocannon, when it is the load generator) stays off the proxy's core.
 if (PIN) await new Promise((resolve) => spawn('taskset', ['-a', '-pc', LOAD_CPUS, String(process.pid)], { stdio: 'ignore' }).once('exit', resolve));
 const load = await pickLoadGenerator();
@@ -58,13 +84,9 @@ if (nginx) {
   children.push(nginx.child);
   subjects.push({ name: 'nginx (1 worker)', url: `http://127.0.0.1:${nginx.port}/items`, pids: nginx.pids });
 }
-const tollgate = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined });
-children.push(tollgate.child);
-subjects.push({ name: 'tollgate (1 worker)', url: `http://127.0.0.1:${tollgate.port}/items`, pids: tollgate.workerPids });
+await tollgateSubject('tollgate (1 worker)', {});
 // Two workers, unpinned: both cores, shared with the upstream and the load generator.
-const twoWorkers = await startTollgate({ upstreamPort, workers: 2 });
-children.push(twoWorkers.child);
-subjects.push({ name: 'tollgate (2 workers, unpinned)', url: `http://127.0.0.1:${twoWorkers.port}/items`, pids: twoWorkers.workerPids });
+await tollgateSubject('tollgate (2 workers, unpinned)', { workers: 2, pinned: false });
 // The Node peers, from bench/peers (npm install --prefix bench/peers), on the proxy's core too.
 for (const [name, script] of [['fast-gateway 5', 'fast-gateway.ts'], ['fastify 5 + @fastify/http-proxy', 'fastify-proxy.ts']] as const) {
   if (!existsSync(join(REPO, 'bench/peers/node_modules'))) {
@@ -74,13 +96,9 @@ for (const [name, script] of [['fast-gateway 5', 'fast-gateway.ts'], ['fastify 5
   const peer = await startPeer(join('bench/peers', script));
   subjects.push({ name, url: `http://127.0.0.1:${peer.port}/items`, pids: [peer.pid] });
 }
-const logged = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, accessLog: true });
-children.push(logged.child);
-subjects.push({ name: 'tollgate + access log', url: `http://127.0.0.1:${logged.port}/items`, pids: logged.workerPids });
+await tollgateSubject('tollgate + access log', { accessLog: true });
 for (const scenario of await authScenarios()) {
-  const gateway = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: scenario.plugins });
-  children.push(gateway.child);
-  subjects.push({ name: scenario.name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids, headers: scenario.headers });
+  await tollgateSubject(scenario.name, { plugins: scenario.plugins }, scenario.headers);
 }
 
 // A limit no client reaches, so the cost of deciding is measured, not the cost of a 429.
@@ -93,9 +111,7 @@ const limitScenarios = [
   { name: 'rateLimit host, 10k keys', plugins: manyKeys },
 ];
 for (const scenario of limitScenarios) {
-  const gateway = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: scenario.plugins });
-  children.push(gateway.child);
-  subjects.push({ name: scenario.name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids });
+  await tollgateSubject(scenario.name, { plugins: scenario.plugins });
 }
 const redis = await startRedis().catch((error: Error) => {
   console.error(`rateLimit redis: not measured (${error.message})`);
@@ -105,39 +121,32 @@ if (redis) {
   if (PIN) spawn('taskset', ['-pc', LOAD_CPUS, String(redis.pid)], { stdio: 'ignore' });
   process.on('exit', () => process.kill(redis.pid, 'SIGKILL'));
   for (const [name, plugins] of [['tollgate + rateLimit redis', unreachable], ['rateLimit redis, 10k keys', manyKeys]] as const) {
-    const gateway = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins, redisUrl: redis.url });
-    children.push(gateway.child);
-    subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids });
+    await tollgateSubject(name, { plugins, redisUrl: redis.url });
   }
 }
 
 // Every request a cache hit (the bench upstream sends no freshness, so the route's ttl applies).
-const cached = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, plugins: `[cache({ ttl: '1h' })]` });
-children.push(cached.child);
-subjects.push({ name: 'tollgate + cache hit', url: `http://127.0.0.1:${cached.port}/items`, pids: cached.workerPids });
+await tollgateSubject('tollgate + cache hit', { plugins: `[cache({ ttl: '1h' })]` });
 
 // Tracing, exporting to a local OTLP sink (on the load side's core), at 100 % and 0 % sampling.
 const sinkPort = await startChild('bench/otlp-sink.ts');
 for (const [name, ratio, protocol] of [['tracing 100 %', 1, 'http/protobuf'], ['tracing 100 %, json', 1, 'http/json'], ['tracing 0 %', 0, 'http/protobuf']] as const) {
   const telemetry = `{ otlp: { endpoint: 'http://127.0.0.1:${sinkPort}', protocol: '${protocol}' }, tracing: { sampleRatio: ${ratio} } }`;
-  const gateway = await startTollgate({ upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined, telemetry });
-  children.push(gateway.child);
-  subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids });
+  await tollgateSubject(name, { telemetry });
 }
 
 // The full chain: keyAuth, a Redis rate limit no client reaches, tracing at 10 % to the sink, and a
 // cache that misses every time (bodies over maxEntrySize stream through uncached).
 if (redis) {
-  const gateway = await startTollgate({
-    upstreamPort,
-    workers: 1,
-    cpus: PIN ? PROXY_CPU : undefined,
-    redisUrl: redis.url,
-    telemetry: `{ otlp: { endpoint: 'http://127.0.0.1:${sinkPort}' }, tracing: { sampleRatio: 0.1 } }`,
-    plugins: `[keyAuth({ consumers: { bench: { keyHashes: ['${hashKey('bench-key')}'] } } }), rateLimit({ limit: 1000000000, window: '1h', by: 'consumer' }), cache({ ttl: '1h', maxEntrySize: 1 })]`,
-  });
-  children.push(gateway.child);
-  subjects.push({ name: 'full chain (auth, redis limit, 10 % traces, cache miss)', url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids, headers: { 'x-api-key': 'bench-key' } });
+  await tollgateSubject(
+    'full chain (auth, redis limit, 10 % traces, cache miss)',
+    {
+      redisUrl: redis.url,
+      telemetry: `{ otlp: { endpoint: 'http://127.0.0.1:${sinkPort}' }, tracing: { sampleRatio: 0.1 } }`,
+      plugins: `[keyAuth({ consumers: { bench: { keyHashes: ['${hashKey('bench-key')}'] } } }), rateLimit({ limit: 1000000000, window: '1h', by: 'consumer' }), cache({ ttl: '1h', maxEntrySize: 1 })]`,
+    },
+    { 'x-api-key': 'bench-key' },
+  );
 }
 
 const only = process.env.BENCH_ONLY?.split(',').map((word) => word.trim()).filter(Boolean);
@@ -173,27 +182,52 @@ for (let round = 1; round <= ROUNDS; round++) {
 
 const direct = median(results.get('upstream direct')!.map((r) => r.load.requestsPerSec));
 const bare = median(results.get('tollgate (1 worker)')!.map((r) => r.load.requestsPerSec));
-console.log(`\nmedians of ${ROUNDS} rounds (ratios: req/s relative to the upstream hit directly, and to tollgate without plugins):`);
-console.log('| subject | req/s | p50 ms | p99 ms | vs direct | vs tollgate | CPU µs/req | RSS MiB |');
-console.log('|---|--:|--:|--:|--:|--:|--:|--:|');
+const table = [
+  '| subject | req/s | p50 ms | p99 ms | vs direct | vs tollgate | CPU µs/req | RSS MiB |',
+  '|---|--:|--:|--:|--:|--:|--:|--:|',
+];
 for (const subject of subjects) {
   const runs = results.get(subject.name)!;
   const rps = median(runs.map((r) => r.load.requestsPerSec));
   const cpu = runs[0]!.cpuUsPerRequest === null ? '—' : fmt(median(runs.map((r) => r.cpuUsPerRequest!)), 1);
-  console.log(
+  table.push(
     `| ${subject.name} | ${fmt(rps, 0)} | ${fmt(median(runs.map((r) => r.load.p50Ms)), 2)} | ${fmt(median(runs.map((r) => r.load.p99Ms)), 2)} | ${fmt(rps / direct, 2)} | ${subject.pids.length ? fmt(rps / bare, 2) : '—'} | ${cpu} | ${runs[0]!.rssMiB === null ? '—' : fmt(Math.max(...runs.map((r) => r.rssMiB!)), 0)} |`,
   );
 }
 const rpsOf = (name: string): number => median(results.get(name)!.map((r) => r.load.requestsPerSec));
-console.log('');
-if (results.has('nginx (1 worker)')) console.log(`tollgate / nginx: ${fmt(bare / rpsOf('nginx (1 worker)'), 2)}`);
+const ratios: string[] = [];
+if (results.has('nginx (1 worker)')) ratios.push(`tollgate / nginx: ${fmt(bare / rpsOf('nginx (1 worker)'), 2)}`);
 if (results.has('fast-gateway 5')) {
   const peer = rpsOf('fast-gateway 5');
   const full = results.has('full chain (auth, redis limit, 10 % traces, cache miss)') ? rpsOf('full chain (auth, redis limit, 10 % traces, cache miss)') : Number.NaN;
   const hit = results.has('tollgate + cache hit') ? rpsOf('tollgate + cache hit') : Number.NaN;
-  console.log(`tollgate / fast-gateway: ${fmt(bare / peer, 2)}; full chain / fast-gateway: ${fmt(full / peer, 2)}; cache hit / fast-gateway: ${fmt(hit / peer, 2)}`);
+  ratios.push(`tollgate / fast-gateway: ${fmt(bare / peer, 2)}; full chain / fast-gateway: ${fmt(full / peer, 2)}; cache hit / fast-gateway: ${fmt(hit / peer, 2)}`);
 }
-if (results.has('tollgate (2 workers, unpinned)')) console.log(`2 workers / 1 worker: ${fmt(rpsOf('tollgate (2 workers, unpinned)') / bare, 2)}`);
+if (results.has('tollgate (2 workers, unpinned)')) ratios.push(`2 workers / 1 worker: ${fmt(rpsOf('tollgate (2 workers, unpinned)') / bare, 2)}`);
+console.log(`\nmedians of ${ROUNDS} rounds (ratios: req/s relative to the upstream hit directly, and to tollgate without plugins):`);
+console.log([...table, '', ...ratios].join('\n'));
+
+// A full run is the project's record: it replaces the generated block of docs/benchmarks.md.
+if (!only?.length && process.env.BENCH_WRITE !== '0') {
+  writeLatestRun(join(REPO, 'docs/benchmarks.md'), {
+    date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
+    command: `BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_CONNECTIONS=${CONNECTIONS} npm run bench`,
+    setup: `${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS} s, medians; ` +
+      (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'one core, no pinning'),
+    table,
+    ratios,
+  });
+  console.log('\nwritten to docs/benchmarks.md (BENCH_WRITE=0 to skip)');
+}
+
+if (profiled !== null) {
+  const { name, child } = profiled as { name: string; child: ChildProcess };
+  // SIGTERM drains and exits the workers, which is when --cpu-prof writes its files.
+  child.kill('SIGTERM');
+  if (child.exitCode === null) await once(child, 'exit');
+  console.log(`\nprofile of "${name}" (${PROFILE_DIR}; open a .cpuprofile in Chrome DevTools for the call tree):`);
+  console.log(summariseProfiles(PROFILE_DIR).join('\n'));
+}
 process.exit(0);
 
 /** keyAuth and jwtAuth (RS256, ES256) on the bench route, with the credentials wrk sends. */
