@@ -1,6 +1,6 @@
-import { execFileSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { availableParallelism, release, totalmem } from 'node:os';
+import { cpus, release, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -52,24 +52,19 @@ export function writeLatestRun(file: string, run: RunRecord): void {
 function machine(): string {
   const cpu = /model name\s*:\s*(.+)/.exec(readIf('/proc/cpuinfo'))?.[1]?.trim() ?? 'unknown CPU';
   const os = /PRETTY_NAME="([^"]+)"/.exec(readIf('/etc/os-release'))?.[1] ?? 'unknown OS';
-  return `${cpu}, ${availableParallelism()} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, ${os}, Linux ${release()}`;
+  // Not availableParallelism(): the bench pins itself to the load side's cores before it gets here.
+  return `${cpu}, ${cpus().length} cores, ${Math.round(totalmem() / 2 ** 30)} GiB, ${os}, Linux ${release()}`;
 }
 
 function versions(): string[] {
   const found = [`tollgate ${packageVersion(REPO)}`, `Node ${process.versions.node}`];
   const tool = (name: string, command: string, args: string[], pattern: RegExp): void => {
-    try {
-      const output = execFileSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-      const match = pattern.exec(output);
-      if (match) found.push(`${name} ${match[1]}`);
-    } catch (error) {
-      // nginx -v writes to stderr; wrk -v exits 1. Both still say their version.
-      const output = `${(error as { stdout?: string }).stdout ?? ''}${(error as { stderr?: string }).stderr ?? ''}`;
-      const match = pattern.exec(output);
-      if (match) found.push(`${name} ${match[1]}`);
-    }
+    // nginx -v writes to stderr, wrk -v exits 1: both still say their version somewhere.
+    const result = spawnSync(command, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    const match = pattern.exec(`${result.stdout ?? ''}${result.stderr ?? ''}`);
+    if (match) found.push(`${name} ${match[1]}`);
   };
-  tool('wrk', 'wrk', ['-v'], /wrk ([\d.]+)/);
+  tool('wrk', 'wrk', ['-v'], /wrk (?:debian\/)?([\d.]+)/);
   for (const nginx of ['/usr/sbin/nginx', '/usr/local/sbin/nginx', '/usr/bin/nginx']) {
     if (existsSync(nginx)) {
       tool('nginx', nginx, ['-v'], /nginx\/([\d.]+)/);
