@@ -17,6 +17,7 @@ import { freePort } from './free-port.ts';
 import type { Server } from 'node:http';
 import { siblingModule } from '../sibling-module.ts';
 import { purgeProblem } from '../cache/purge.ts';
+import { workerExecArgv } from './worker-v8-flags.ts';
 
 export interface PrimaryOptions {
   configPath?: string | undefined;
@@ -102,7 +103,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
   const count = options.workers ?? (config.workers === 'auto' ? availableParallelism() : config.workers);
   cluster.schedulingPolicy = config.scheduling === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR;
-  cluster.setupPrimary({ exec: WORKER_ENTRY, args: [] });
+  cluster.setupPrimary({ exec: WORKER_ENTRY, args: [], execArgv: workerExecArgv(process.execArgv) });
   const hostMetrics = new HostMetrics();
   const healthChecks = new HealthChecks(config, logger, () => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined));
   // A worker starts believing every target healthy: tell it which are not, once it is listening.
