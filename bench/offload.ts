@@ -138,7 +138,8 @@ async function startUpstream(): Promise<{ port: number; child: ChildProcess }> {
 }
 
 const children: ChildProcess[] = [];
-process.on('exit', () => children.forEach((child) => child?.kill('SIGKILL')));
+// SIGTERM, not SIGKILL: tollgate's primary then stops its own workers.
+process.on('exit', () => children.forEach((child) => child?.kill('SIGTERM')));
 // With two cores or more: the gateway (event loop and offload threads) on core 0; this process, the
 // GET prober and the upstream on the others, so that their work does not show as gateway latency.
 const CORES = availableParallelism();

@@ -44,7 +44,9 @@ interface Subject {
 }
 
 const children: ChildProcess[] = [];
-process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')));
+// SIGTERM, not SIGKILL: nginx's master and tollgate's primary then stop their own workers, which a
+// killed parent would leave behind.
+process.on('exit', () => children.forEach((child) => child.kill('SIGTERM')));
 
 /** BENCH_PROFILE=<words in a subject's name>: that tollgate runs with --cpu-prof, summarised at the end. */
 const PROFILE = process.env.BENCH_PROFILE;

@@ -19,7 +19,9 @@ const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
 const WORKERS = availableParallelism();
 
 const children: ChildProcess[] = [];
-process.on('exit', () => children.forEach((child) => child.kill('SIGKILL')));
+// SIGTERM, not SIGKILL: nginx's master and tollgate's primary then stop their own workers, which a
+// killed parent would leave behind.
+process.on('exit', () => children.forEach((child) => child.kill('SIGTERM')));
 
 const load = await pickLoadGenerator();
 const upstream = fork(fileURLToPath(new URL('./upstream.ts', import.meta.url)), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
