@@ -87,9 +87,7 @@ export class OffloadPool implements Offload {
   async task<Fn extends AnyTask>(module: URL | string, options: { export?: string; name?: string } = {}): Promise<OffloadTask<Parameters<Fn>[0], Awaited<ReturnType<Fn>>>> {
     const url = toModuleUrl(module);
     const exportName = options.export ?? 'default';
-    const inline = await loadTask(url, exportName).catch((error: unknown) => {
-      throw new GatewayError('TG_ERR_PLUGIN_SETUP', `offload task ${url}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
-    });
+    const inline = await loadTaskAtSetup(url, exportName, 'offload task');
     const name = options.name ?? taskName(url, exportName);
     const pool = this.#ensurePool();
     const tasks = this.#tasks;
@@ -178,6 +176,16 @@ export class OffloadPool implements Offload {
       niceIncrement: this.#config.niceIncrement,
     }));
   }
+}
+
+/**
+ * Imports a task module on the event loop during setup, so that a wrong path or export stops the
+ * gateway at startup with TG_ERR_PLUGIN_SETUP, `what` and the module named.
+ */
+export function loadTaskAtSetup(url: string, exportName: string, what: string): ReturnType<typeof loadTask> {
+  return loadTask(url, exportName).catch((error: unknown) => {
+    throw new GatewayError('TG_ERR_PLUGIN_SETUP', `${what} ${url}: ${error instanceof Error ? error.message : String(error)}`, { cause: error });
+  });
 }
 
 function toModuleUrl(module: URL | string): string {

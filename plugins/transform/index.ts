@@ -1,9 +1,9 @@
 import { isAbsolute, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { z } from 'zod';
-import { definePlugin, GatewayError, type RequestContext } from '../../core/index.ts';
+import { definePlugin, type RequestContext } from '../../core/index.ts';
 import { hasRequestBody } from '../../core/http/proxy-headers.ts';
-import { loadTask } from '../../core/offload/task-runner.ts';
+import { loadTaskAtSetup } from '../../core/offload/offload-pool.ts';
 import type { GatewayResponse } from '../../core/context.ts';
 import transformJson, { type TransformInfo } from './transform-task.ts';
 import { siblingModule } from '../../core/sibling-module.ts';
@@ -78,9 +78,7 @@ async function prepare(direction: { module: URL | string; export: string }): Pro
     : direction.module.startsWith('file:') ? direction.module
       : pathToFileURL(isAbsolute(direction.module) ? direction.module : resolve(direction.module)).href;
   // Loaded now, so that a wrong path or export stops the gateway at startup.
-  await loadTask(module, direction.export).catch((error: unknown) => {
-    throw new GatewayError('TG_ERR_PLUGIN_SETUP', `transform module ${module}: ${error instanceof Error ? error.message : String(error)}`);
-  });
+  await loadTaskAtSetup(module, direction.export, 'transform module');
   return { module, export: direction.export };
 }
 
