@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { purgeProblem } from '../cache/purge.ts';
+import { purgeProblem, type PurgeOutcome, type PurgeTarget } from '../cache/purge.ts';
 
 export type ReloadOutcome = { result: 'reloaded' } | { result: 'rejected' | 'failed' | 'busy'; problem: string };
 
@@ -14,7 +14,7 @@ export interface AdminControls {
   /** Prometheus text of every worker's metrics, added up, and the primary's own. */
   metrics(): Promise<{ contentType: string; text: string }>;
   /** Tells every worker's caches to drop entries; resolves with how many went, in all. */
-  purgeCache(purge: { url?: string; prefix?: string; tag?: string }): Promise<{ purged: number; workers: number }>;
+  purgeCache(purge: PurgeTarget): Promise<PurgeOutcome>;
 }
 
 const RELOAD_STATUS: Record<ReloadOutcome['result'], number> = { reloaded: 200, rejected: 422, failed: 500, busy: 409 };
@@ -71,7 +71,7 @@ export async function startAdmin(options: { port: number; host: string; token?: 
 }
 
 /** `{"url": "https://host/path?q"}`, `{"prefix": "/path/"}` or `{"tag": "product-42"}`; or why not. */
-async function readPurge(req: IncomingMessage): Promise<{ url?: string; prefix?: string; tag?: string } | string> {
+async function readPurge(req: IncomingMessage): Promise<PurgeTarget | string> {
   let text = '';
   for await (const chunk of req) {
     text += chunk;
@@ -85,8 +85,7 @@ async function readPurge(req: IncomingMessage): Promise<{ url?: string; prefix?:
   }
   const problem = purgeProblem(body);
   if (problem !== null) return problem;
-  const [name, value] = Object.entries(body as object)[0] as [string, string];
-  return { [name]: value };
+  return body as PurgeTarget;
 }
 
 function json(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

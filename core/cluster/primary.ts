@@ -16,7 +16,7 @@ import { watchConfig } from './config-watch.ts';
 import { freePort } from './free-port.ts';
 import type { Server } from 'node:http';
 import { siblingModule } from '../sibling-module.ts';
-import { purgeProblem } from '../cache/purge.ts';
+import { purgeProblem, type PurgeOutcome, type PurgeTarget } from '../cache/purge.ts';
 import { workerExecArgv } from './worker-v8-flags.ts';
 
 export interface PrimaryOptions {
@@ -48,7 +48,7 @@ const SHUTDOWN_GRACE_MS = 5_000;
 let purgeIds = 0;
 
 /** Sends a cache purge to `workers` and adds up their answers (a worker that does not answer in 2 s counts 0). */
-function broadcastPurge(workers: Worker[], purge: { url?: string; prefix?: string; tag?: string }): Promise<{ purged: number; workers: number }> {
+function broadcastPurge(workers: Worker[], purge: PurgeTarget): Promise<PurgeOutcome> {
   const id = ++purgeIds;
   return new Promise((resolve) => {
     let purged = 0;
@@ -135,10 +135,11 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   }));
   // A plugin's gw.cache.purge in one worker: relayed to every worker, the total told to the asker.
   cluster.on('fork', (worker) =>
-    worker.on('message', (message: { type?: string; id?: number; url?: string; prefix?: string; tag?: string }) => {
+    worker.on('message', (message: { type?: string; id?: number } & Partial<Record<'url' | 'prefix' | 'tag', string>>) => {
       if (message?.type !== 'tollgate:cache-purge-request') return;
-      const { type: _type, id, ...target } = message;
-      if (purgeProblem(target) !== null) return;
+      const { type: _type, id, ...fields } = message;
+      if (purgeProblem(fields) !== null) return;
+      const target = fields as PurgeTarget;
       void broadcastPurge(slots.flatMap((slot) => (slot.worker ? [slot.worker] : [])), target).then((outcome) => {
         if (worker.isConnected()) worker.send({ type: 'tollgate:cache-purge-result', id, ...outcome });
       });

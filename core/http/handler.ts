@@ -11,8 +11,8 @@ import { toUpstreamError } from '../upstream/upstream-errors.ts';
 import { HeaderMap } from './header-map.ts';
 import { buildUpstreamHeaders, requestHost } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
-import { headProblem } from './request-head.ts';
-import { decodeParams, normalisePath, PathRejection } from './request-path.ts';
+import { checkRequestHead } from './request-head.ts';
+import { decodeParams } from './request-path.ts';
 import { errorResponse, responseFromReply } from './responses.ts';
 
 /**
@@ -40,16 +40,11 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
   let path = rawPath;
   let upstreamPath = url;
   let routeError: GatewayError | null = null;
-  const normalised = normalisePath(rawPath, server.paths);
-  const badHead = headProblem(req, server.headersWithUnderscores === 'reject');
-  if (url.length > server.maxUrlLength) {
-    routeError = new GatewayError('TG_ERR_URI_TOO_LONG', undefined, { details: { limit: server.maxUrlLength } });
-  } else if (badHead !== null) {
-    routeError = new GatewayError('TG_ERR_BAD_REQUEST', `The request is malformed: ${badHead}`);
-  } else if (normalised instanceof PathRejection) {
-    routeError = new GatewayError('TG_ERR_BAD_PATH', `The request path is not acceptable: ${normalised.problem}`);
+  const checked = checkRequestHead(req, url, rawPath, server);
+  if (typeof checked !== 'string') {
+    routeError = checked;
   } else {
-    path = normalised;
+    path = checked;
     const found = gateway.router.find(method, requestHost(req), path);
     if (found === null) {
       routeError = new GatewayError('TG_ERR_ROUTE_NOT_FOUND', `No route matches ${method} ${path}`);

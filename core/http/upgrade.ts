@@ -10,8 +10,7 @@ import { isMethodMismatch } from '../router.ts';
 import { HeaderMap } from './header-map.ts';
 import { buildUpstreamHeaders, requestHost } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
-import { headProblem } from './request-head.ts';
-import { normalisePath, PathRejection } from './request-path.ts';
+import { checkRequestHead } from './request-head.ts';
 import { errorResponse, responseFromReply } from './responses.ts';
 
 /**
@@ -32,18 +31,14 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
   const id = requestIdFor(req.headers['x-request-id']);
   const url = req.url ?? '/';
   const queryAt = url.indexOf('?');
-  const normalised = normalisePath(queryAt === -1 ? url : url.slice(0, queryAt), gateway.config.server.paths);
   const query = queryAt === -1 ? '' : url.slice(queryAt + 1);
   const method = req.method ?? 'GET';
   const answer = (response: GatewayResponse): void => writeResponse(socket, response, id);
 
   if (gateway.draining) return answer(errorResponse(new GatewayError('TG_ERR_UPSTREAM_OVERLOADED', 'The gateway is shutting down'), id));
   const server = gateway.config.server;
-  if (url.length > server.maxUrlLength) return answer(errorResponse(new GatewayError('TG_ERR_URI_TOO_LONG'), id));
-  const badHead = headProblem(req, server.headersWithUnderscores === 'reject');
-  if (badHead !== null) return answer(errorResponse(new GatewayError('TG_ERR_BAD_REQUEST', `The request is malformed: ${badHead}`), id));
-  if (normalised instanceof PathRejection) return answer(errorResponse(new GatewayError('TG_ERR_BAD_PATH', `The request path is not acceptable: ${normalised.problem}`), id));
-  const path = normalised;
+  const path = checkRequestHead(req, url, queryAt === -1 ? url : url.slice(0, queryAt), server);
+  if (typeof path !== 'string') return answer(errorResponse(path, id));
   const found = gateway.router.find(method, requestHost(req), path);
   if (found === null || isMethodMismatch(found)) return answer(errorResponse(new GatewayError('TG_ERR_ROUTE_NOT_FOUND', `No route matches ${method} ${path}`), id));
   const route = found.value;
