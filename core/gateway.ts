@@ -111,7 +111,7 @@ export class Gateway {
   static async create(config: ResolvedConfig, options: GatewayOptions): Promise<Gateway> {
     const hooks = new Map<PluginInstance, PluginHooks>();
     // Started before any plugin, so that a plugin may use the OpenTelemetry API in setup.
-    const tracing = config.telemetry ? Tracing.start(config.telemetry, options.workerId, options.logger) : null;
+    const tracing = config.telemetry ? await Tracing.start(config.telemetry, options.workerId, options.logger) : null;
     // Plugins set up against a connected Redis when there is one; an unreachable Redis is not a
     // reason to refuse to start (each plugin's failure policy covers it), so this waits only briefly.
     const redis = config.redis ? new RedisConnection(config.redis, options.logger) : null;

@@ -213,7 +213,7 @@ function writeHead(
   }
   headers['x-request-id'] = ctx.id;
   const traced = ctx[kRequestTrace];
-  if (traced !== null && traced.tracing.responseHeader !== null) headers[traced.tracing.responseHeader] = traced.span.spanContext().traceId;
+  if (traced !== null && traced.tracing.responseHeader !== null) headers[traced.tracing.responseHeader] = traced.span.traceId;
   // HTTP/2 has no Connection header (the server sends GOAWAY when it drains).
   if ((gateway.draining || (ctx.error !== null && CLOSING_ERRORS.has(ctx.error.code))) && ctx.request.raw.httpVersionMajor < 2) headers.connection = 'close';
   try {
@@ -239,7 +239,7 @@ function toGatewayError(thrown: unknown): GatewayError {
 /** The server span, named by the route's pattern (never the raw path, which would explode cardinality). */
 function beginTrace(tracing: Tracing, ctx: RequestContext, req: IncomingMessage, route: CompiledRoute | null, scheme: string): void {
   const method = ctx.request.method;
-  const traced = tracing.startServerSpan(req, route === null ? method : `${method} ${route.info.pattern}`);
+  const traced = tracing.startServerSpan(req, route === null ? method : `${method} ${route.info.pattern}`, ctx.startedAt);
   ctx[kRequestTrace] = traced;
   ctx.span = traced.span;
   if (!traced.span.isRecording()) return;
@@ -292,7 +292,7 @@ function logAccess(gateway: Gateway, ctx: RequestContext, res: ServerResponse): 
     aborted,
     code: error?.code ?? null,
     err: error?.logDetail ?? error?.message ?? null,
-    ...(ctx[kRequestTrace] === null ? {} : { traceId: ctx[kRequestTrace].span.spanContext().traceId }),
+    ...(ctx[kRequestTrace] === null ? {} : { traceId: ctx[kRequestTrace].span.traceId }),
   };
   if (error !== null && error.status >= 500) gateway.logger.warn(entry, 'request');
   else gateway.logger.info(entry, 'request');

@@ -90,9 +90,7 @@ async function attemptOnce(
   headers.host = route.preserveHost ? requestHost(ctx.request.raw) ?? target.host : target.host;
   ctx.upstreamTarget = target.origin;
   const traced = ctx[kRequestTrace];
-  if (traced !== null) {
-    startClientSpan(traced, request.method, { 'http.request.method': request.method, 'server.address': target.host, 'url.full': target.origin + target.basePath + request.path }, headers);
-  }
+  if (traced !== null) startClientSpan(traced, request.method, target, request.path, headers);
   const sentAt = performance.now();
   target.outstanding++;
   upstream.inflight++;

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { CORE, PLUGINS, startGateway, type GatewayProcess } from '../support/gateway-process.ts';
+import { CORE, FIXTURE_PLUGINS, PLUGINS, startGateway, type GatewayProcess } from '../support/gateway-process.ts';
 import { send } from '../support/http.ts';
 import { SPAN_KIND, STATUS, startOtlpReceiver, type OtlpReceiver } from '../support/otlp-receiver.ts';
 import { startUpstream, type TestUpstream } from '../support/upstream.ts';
@@ -10,6 +10,7 @@ const PARENT = 'b7ad6b7169203331';
 const config = (upstream: TestUpstream, receiver: OtlpReceiver, tracing: string, extraRoutes = '') => `
   import { defineConfig } from '${CORE}';
   import { rateLimit } from '${PLUGINS}';
+  import { spanMaker } from '${FIXTURE_PLUGINS}/span-maker.ts';
   export default defineConfig({
     listen: { port: 0, host: '127.0.0.1' },
     telemetry: { serviceName: 'edge', otlp: { endpoint: '${receiver.url}' }, tracing: ${tracing} },
@@ -18,6 +19,7 @@ const config = (upstream: TestUpstream, receiver: OtlpReceiver, tracing: string,
       // Under 64 of room the limiter never serves from a reserve: every decision asks the primary (a promise).
       { path: '/orders/:id', methods: ['GET'], upstream: 'app', plugins: [rateLimit({ limit: 60, window: '1m' })] },
       { path: '/down', upstream: 'down' },
+      { path: '/plugin-spans', upstream: 'app', plugins: [spanMaker()] },
       ${extraRoutes}
     ],
   });
@@ -95,6 +97,18 @@ describe('tracing', () => {
       const hook = await receiver.waitForSpan((s) => s.traceId === traceId && s.name === 'rate-limit onRequest');
       expect(hook.parentSpanId).to.equal(server.spanId);
       expect(hook.kind).to.equal(SPAN_KIND.INTERNAL);
+    });
+
+    it("lets a plugin add attributes and events to ctx.span and parent its own SDK spans on it, under the same resource", async () => {
+      const res = await send(`${gateway.url}/plugin-spans`);
+      const traceId = String(res.headers['x-trace-id']);
+      const server = await receiver.waitForSpan((s) => s.traceId === traceId && s.kind === SPAN_KIND.SERVER);
+      expect(server.attributes).to.include({ 'span_maker.seen': true, 'span_maker.weight': 1.5 });
+      expect(server.events.map((event) => event.name)).to.deep.equal(['span_maker.checked']);
+      const child = await receiver.waitForSpan((s) => s.traceId === traceId && s.name === 'span-maker work');
+      expect(child.parentSpanId).to.equal(server.spanId);
+      expect(child.attributes).to.include({ 'span_maker.child': 'yes' });
+      expect(child.resource).to.deep.equal(server.resource);
     });
 
     it('records a failed upstream as an error on both spans, with the error code', async () => {

@@ -1,0 +1,188 @@
+/**
+ * The few protobuf wire-format writes an OTLP span needs, into one growing buffer. Spans are encoded
+ * as they end (see `otlp-protobuf.ts`), so a batch waiting for export is bytes, not thousands of
+ * objects the garbage collector must promote and later sweep.
+ */
+export class ProtobufWriter {
+  buffer: Buffer;
+  pos = 0;
+
+  constructor(initialSize = 64 * 1024) {
+    this.buffer = Buffer.allocUnsafe(initialSize);
+  }
+
+  reset(): void {
+    this.pos = 0;
+  }
+
+  /** A copy of what was written (the writer's buffer is reused). */
+  bytes(): Buffer {
+    return Buffer.from(this.buffer.subarray(0, this.pos));
+  }
+
+  ensure(extra: number): void {
+    if (this.pos + extra <= this.buffer.length) return;
+    let size = this.buffer.length * 2;
+    while (size < this.pos + extra) size *= 2;
+    const grown = Buffer.allocUnsafe(size);
+    this.buffer.copy(grown, 0, 0, this.pos);
+    this.buffer = grown;
+  }
+
+  /** An unsigned varint below 2^53 (field tags, lengths, counts, enums, non-negative ints). */
+  varint(value: number): void {
+    this.ensure(10);
+    const buffer = this.buffer;
+    let pos = this.pos;
+    while (value > 0x7f) {
+      buffer[pos++] = (value % 128) | 0x80;
+      value = Math.floor(value / 128);
+    }
+    buffer[pos++] = value;
+    this.pos = pos;
+  }
+
+  /** An int64 varint; negative values take ten bytes in two's complement, as protobuf demands. */
+  int64(value: number): void {
+    if (value >= 0) {
+      this.varint(value);
+      return;
+    }
+    const big = BigInt.asUintN(64, BigInt(value));
+    this.ensure(10);
+    let rest = big;
+    while (rest > 0x7fn) {
+      this.buffer[this.pos++] = Number(rest & 0x7fn) | 0x80;
+      rest >>= 7n;
+    }
+    this.buffer[this.pos++] = Number(rest);
+  }
+
+  tag(field: number, wireType: 0 | 1 | 2 | 5): void {
+    this.varint(field * 8 + wireType);
+  }
+
+  double(value: number): void {
+    this.ensure(8);
+    this.buffer.writeDoubleLE(value, this.pos);
+    this.pos += 8;
+  }
+
+  /**
+   * A fixed64 of nanoseconds since the epoch from milliseconds with a fraction. The product
+   * (~1.8e18) does not fit a double exactly, so it is assembled from 32-bit halves.
+   */
+  epochNanos(epochMs: number): void {
+    this.ensure(8);
+    const wholeMs = Math.floor(epochMs);
+    const fractionNs = Math.round((epochMs - wholeMs) * 1e6);
+    // wholeMs * 1e6 + fractionNs = high * 2^21 * 1e6 + low * 1e6 + fractionNs, each part exact.
+    const high = Math.floor(wholeMs / 2_097_152) * 1e6;
+    const low = (wholeMs % 2_097_152) * 1e6 + fractionNs;
+    const sum = (high % 2048) * 2_097_152 + low;
+    const lower32 = sum % 4_294_967_296;
+    const upper32 = Math.floor(high / 2048) + Math.floor(sum / 4_294_967_296);
+    const buffer = this.buffer;
+    const pos = this.pos;
+    buffer[pos] = lower32 & 0xff;
+    buffer[pos + 1] = (lower32 >>> 8) & 0xff;
+    buffer[pos + 2] = (lower32 >>> 16) & 0xff;
+    buffer[pos + 3] = lower32 >>> 24;
+    buffer[pos + 4] = upper32 & 0xff;
+    buffer[pos + 5] = (upper32 >>> 8) & 0xff;
+    buffer[pos + 6] = (upper32 >>> 16) & 0xff;
+    buffer[pos + 7] = upper32 >>> 24;
+    this.pos += 8;
+  }
+
+  /** Hex text (trace and span ids) as the bytes it spells. */
+  hexBytes(field: number, hex: string): void {
+    this.tag(field, 2);
+    const length = hex.length >>> 1;
+    this.varint(length);
+    this.ensure(length);
+    // Ids are short: a loop here beats a call into Buffer.write's C++ for each of them.
+    const buffer = this.buffer;
+    let pos = this.pos;
+    for (let i = 0; i < hex.length; i += 2) buffer[pos++] = (HEX_VALUE[hex.charCodeAt(i)]! << 4) | HEX_VALUE[hex.charCodeAt(i + 1)]!;
+    this.pos = pos;
+  }
+
+  string(field: number, value: string): void {
+    this.tag(field, 2);
+    const length = value.length;
+    this.ensure(length * 3 + 5);
+    const buffer = this.buffer;
+    // Short ASCII text (attribute names, methods, paths, ids) is copied here; anything else goes
+    // through Buffer.write, whose UTF-8 length is known only once written: one length byte is
+    // reserved and the text shifted when the length takes more.
+    const start = this.pos + 1;
+    if (length < 0x80) {
+      let i = 0;
+      for (; i < length; i++) {
+        const code = value.charCodeAt(i);
+        if (code >= 0x80) break;
+        buffer[start + i] = code;
+      }
+      if (i === length) {
+        buffer[start - 1] = length;
+        this.pos = start + length;
+        return;
+      }
+    }
+    const written = buffer.write(value, start, 'utf8');
+    this.pos = start + written;
+    this.finishLength(start);
+  }
+
+  /** Bytes already encoded (a cached field). */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    const buffer = this.buffer;
+    let pos = this.pos;
+    for (let i = 0; i < bytes.length; i++) buffer[pos++] = bytes[i]!;
+    this.pos = pos;
+  }
+
+  /** Starts a length-delimited field whose length is written by `end(start)`. */
+  begin(field: number): number {
+    this.tag(field, 2);
+    this.ensure(1);
+    this.pos += 1;
+    return this.pos;
+  }
+
+  end(start: number): void {
+    this.finishLength(start);
+  }
+
+  /** Writes the varint length of `[start, pos)` into the byte reserved before `start`. */
+  private finishLength(start: number): void {
+    const length = this.pos - start;
+    if (length < 0x80) {
+      this.buffer[start - 1] = length;
+      return;
+    }
+    const extra = varintSize(length) - 1;
+    this.ensure(extra);
+    this.buffer.copyWithin(start + extra, start, this.pos);
+    this.pos = start - 1;
+    this.varint(length);
+    this.pos += length;
+  }
+}
+
+export function varintSize(value: number): number {
+  let size = 1;
+  while (value > 0x7f) {
+    value = Math.floor(value / 128);
+    size++;
+  }
+  return size;
+}
+
+const HEX_VALUE = new Uint8Array(128);
+for (let digit = 0; digit < 16; digit++) {
+  HEX_VALUE['0123456789abcdef'.charCodeAt(digit)] = digit;
+  HEX_VALUE['0123456789ABCDEF'.charCodeAt(digit)] = digit;
+}
