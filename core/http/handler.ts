@@ -239,7 +239,7 @@ function toGatewayError(thrown: unknown): GatewayError {
 /** The server span, named by the route's pattern (never the raw path, which would explode cardinality). */
 function beginTrace(tracing: Tracing, ctx: RequestContext, req: IncomingMessage, route: CompiledRoute | null, scheme: string): void {
   const method = ctx.request.method;
-  const traced = tracing.startServerSpan(req, route === null ? method : `${method} ${route.info.pattern}`, ctx.startedAt);
+  const traced = tracing.startServerSpan(req, method, route === null ? null : route.info.pattern, ctx.startedAt);
   ctx[kRequestTrace] = traced;
   ctx.span = traced.span;
   if (!traced.span.isRecording()) return;

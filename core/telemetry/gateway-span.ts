@@ -48,8 +48,8 @@ export class GatewaySpan implements Span {
   /** Sampled spans record and are exported; the others only carry ids to the next hop. */
   readonly sampled: boolean;
   endMs = 0;
-  readonly attributeKeys: string[] = [];
-  readonly attributeValues: SpanAttributeValue[] = [];
+  readonly attributeKeys: string[];
+  readonly attributeValues: SpanAttributeValue[];
   droppedAttributes = 0;
   events: SpanEvent[] | null = null;
   links: Link[] | null = null;
@@ -78,6 +78,9 @@ export class GatewaySpan implements Span {
     this.kind = kind;
     this.startMs = startMs;
     this.sampled = sink !== null;
+    // A span that records nothing shares one empty list instead of allocating two per request.
+    this.attributeKeys = sink === null ? (NONE as unknown as string[]) : [];
+    this.attributeValues = sink === null ? (NONE as unknown as SpanAttributeValue[]) : [];
   }
 
   /** `traceparent` for the next hop, with this span as the parent. */
@@ -166,14 +169,18 @@ export class GatewaySpan implements Span {
 
   end(endTime?: TimeInput): void {
     if (this.endMs !== 0) return;
-    this.endMs = endTime === undefined ? nowEpochMs() : epochMs(endTime);
     const sink = this.#sink;
-    if (sink !== null) {
-      this.#sink = null;
-      sink.record(this);
+    if (sink === null) {
+      this.endMs = -1; // ended; a span nobody records needs no clock reading
+      return;
     }
+    this.endMs = endTime === undefined ? nowEpochMs() : epochMs(endTime);
+    this.#sink = null;
+    sink.record(this);
   }
 }
+
+const NONE: readonly never[] = Object.freeze([]);
 
 export function nowEpochMs(): number {
   return performance.timeOrigin + performance.now();

@@ -151,8 +151,11 @@ function writeLink(writer: ProtobufWriter, link: Link): void {
 }
 
 function writeKeyValue(writer: ProtobufWriter, field: number, key: string, value: AttributeValue | undefined): void {
+  const keyBytes = encodedKey(key);
+  // Most attributes are short ASCII strings or small counts: written in one pass, lengths known.
+  if (typeof value === 'string' ? writer.shortStringKeyValue(field, keyBytes, value) : typeof value === 'number' && writer.smallIntKeyValue(field, keyBytes, value)) return;
   const start = writer.begin(field);
-  writer.raw(encodedKey(key));
+  writer.raw(keyBytes);
   writeAnyValue(writer, 2, value);
   writer.end(start);
 }

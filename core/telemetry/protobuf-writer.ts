@@ -135,6 +135,53 @@ export class ProtobufWriter {
     this.finishLength(start);
   }
 
+  /**
+   * A KeyValue { key, AnyValue { string_value } } whose every length fits one byte, in one pass;
+   * false (and nothing written) when the value is too long or not ASCII.
+   */
+  shortStringKeyValue(field: number, keyBytes: Uint8Array, value: string): boolean {
+    const length = value.length;
+    const keyValueLength = keyBytes.length + 4 + length;
+    if (keyValueLength > 0x7f) return false;
+    this.ensure(keyValueLength + 2);
+    const buffer = this.buffer;
+    let pos = this.pos;
+    buffer[pos++] = (field << 3) | 2;
+    buffer[pos++] = keyValueLength;
+    for (let i = 0; i < keyBytes.length; i++) buffer[pos++] = keyBytes[i]!;
+    buffer[pos++] = 0x12; // value, length-delimited
+    buffer[pos++] = length + 2;
+    buffer[pos++] = 0x0a; // string_value, length-delimited
+    buffer[pos++] = length;
+    for (let i = 0; i < length; i++) {
+      const code = value.charCodeAt(i);
+      if (code >= 0x80) return false;
+      buffer[pos++] = code;
+    }
+    this.pos = pos;
+    return true;
+  }
+
+  /** A KeyValue { key, AnyValue { int_value } } for an integer in 0..2^28, in one pass; false otherwise. */
+  smallIntKeyValue(field: number, keyBytes: Uint8Array, value: number): boolean {
+    if (!(value >= 0 && value < 0x10000000 && Number.isInteger(value))) return false;
+    const valueLength = varintSize(value);
+    const keyValueLength = keyBytes.length + 3 + valueLength;
+    if (keyValueLength > 0x7f) return false;
+    this.ensure(keyValueLength + 2);
+    const buffer = this.buffer;
+    let pos = this.pos;
+    buffer[pos++] = (field << 3) | 2;
+    buffer[pos++] = keyValueLength;
+    for (let i = 0; i < keyBytes.length; i++) buffer[pos++] = keyBytes[i]!;
+    buffer[pos++] = 0x12;
+    buffer[pos++] = valueLength + 1;
+    buffer[pos++] = 0x18; // int_value, varint
+    this.pos = pos;
+    this.varint(value);
+    return true;
+  }
+
   /** Bytes already encoded (a cached field). */
   raw(bytes: Uint8Array): void {
     this.ensure(bytes.length);

@@ -113,7 +113,7 @@ export class Tracing {
    * time the request arrived. A request that is not sampled gets a span too, which records nothing
    * and only carries the ids the upstream is told.
    */
-  startServerSpan(req: IncomingMessage, name: string, startedAt: number): RequestTrace {
+  startServerSpan(req: IncomingMessage, method: string, route: string | null, startedAt: number): RequestTrace {
     const parent = this.#w3cOnly ? parseTraceparent(req.headers.traceparent, req.headers.tracestate) : extractParent(req);
     const traceId = parent === null ? newTraceId() : parent.traceId;
     const sampled = this.#sampling.sample(parent, traceId);
@@ -123,7 +123,9 @@ export class Tracing {
       newSpanId(),
       parent === null ? '' : parent.spanId,
       parent?.traceState,
-      name,
+      // Named by the route's pattern, never the raw path (which would explode cardinality); the
+      // name of a span nobody records is never read.
+      !sampled || route === null ? method : `${method} ${route}`,
       SpanKind.SERVER,
       performance.timeOrigin + startedAt,
     );
