@@ -37,7 +37,7 @@ export function runRequestHooks(ctx: RequestContext, chain: Chain, from = 0): Ma
     }
     if (isPromise(result)) {
       // A hook that waited (on Redis, a JWKS fetch...) gets a span of its own in a sampled trace.
-      const pending = traceHook === null ? result : traceHook(`${link.name} onRequest`, startedAt, result);
+      const pending = traceHook === null ? result : traceHook(ctx, `${link.name} onRequest`, startedAt, result);
       return finishRequestHooks(ctx, chain, i, pending);
     }
     if (result != null) return checkReply(result, link, 'onRequest');
@@ -71,7 +71,7 @@ export function runResponseHooks(ctx: RequestContext, chain: Chain, response: Ga
       throw hookFailure(error, link, 'onResponse');
     }
     if (isPromise(pending)) {
-      const traced = traceHook === null ? pending : traceHook(`${link.name} onResponse`, startedAt, pending);
+      const traced = traceHook === null ? pending : traceHook(ctx, `${link.name} onResponse`, startedAt, pending);
       return finishResponseHooks(ctx, chain, response, i, traced);
     }
   }

@@ -202,7 +202,7 @@ export class GatewayResponse {
 export const kChainReached = Symbol('tollgate.chainReached');
 /** Set for a sampled request: gives a plugin hook that went asynchronous a span of its own. */
 export const kTraceHook = Symbol('tollgate.traceHook');
-export type TraceHook = <T>(name: string, startedAt: number, pending: Promise<T>) => Promise<T>;
+export type TraceHook = <T>(ctx: RequestContext, name: string, startedAt: number, pending: Promise<T>) => Promise<T>;
 /** The compiled route (chain, upstream) the request matched, for work the gateway does on its behalf. */
 export const kCompiledRoute = Symbol('tollgate.compiledRoute');
 /** The request's spans, when tracing is on. */

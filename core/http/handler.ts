@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPromise, runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
-import { GatewayResponse, IncomingRequest, kClientBody, kClientGone, kCompiledRoute, kRequestTrace, kTraceHook, kUpstreamExchange, RequestContext } from '../context.ts';
+import { GatewayResponse, IncomingRequest, kClientBody, kClientGone, kCompiledRoute, kRequestTrace, kTraceHook, kUpstreamExchange, RequestContext, type TraceHook } from '../context.ts';
 import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
 import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
@@ -255,8 +255,11 @@ function beginTrace(tracing: Tracing, ctx: RequestContext, req: IncomingMessage,
   const agent = req.headers['user-agent'];
   if (agent !== undefined) span.setAttribute('user_agent.original', agent);
   span.setAttribute('tollgate.request.id', ctx.id);
-  ctx[kTraceHook] = (name, startedAt, pending) => traceAsyncHook(traced, name, startedAt, pending);
+  ctx[kTraceHook] = traceHook;
 }
+
+/** Gives a plugin hook that waited its own span (one function for every request, not a closure each). */
+const traceHook: TraceHook = (ctx, name, startedAt, pending) => traceAsyncHook(ctx[kRequestTrace]!, name, startedAt, pending);
 
 /** The status the client got: 499 when it left before any response was sent. */
 function finalStatus(res: ServerResponse): number {

@@ -48,8 +48,8 @@ export class GatewaySpan implements Span {
   /** Sampled spans record and are exported; the others only carry ids to the next hop. */
   readonly sampled: boolean;
   endMs = 0;
-  readonly attributeKeys: string[];
-  readonly attributeValues: SpanAttributeValue[];
+  /** Names and values, interleaved: one list per span instead of two. */
+  readonly attributes: (string | SpanAttributeValue)[];
   droppedAttributes = 0;
   events: SpanEvent[] | null = null;
   links: Link[] | null = null;
@@ -79,8 +79,7 @@ export class GatewaySpan implements Span {
     this.startMs = startMs;
     this.sampled = sink !== null;
     // A span that records nothing shares one empty list instead of allocating two per request.
-    this.attributeKeys = sink === null ? (NONE as unknown as string[]) : [];
-    this.attributeValues = sink === null ? (NONE as unknown as SpanAttributeValue[]) : [];
+    this.attributes = sink === null ? (NONE as unknown as string[]) : [];
   }
 
   /** `traceparent` for the next hop, with this span as the parent. */
@@ -104,13 +103,15 @@ export class GatewaySpan implements Span {
 
   setAttribute(key: string, value: SpanAttributeValue): this {
     if (this.#sink === null || !validAttribute(value)) return this;
-    const at = this.attributeKeys.indexOf(key);
-    if (at !== -1) this.attributeValues[at] = value;
-    else if (this.attributeKeys.length >= SPAN_LIMITS.attributes) this.droppedAttributes++;
-    else {
-      this.attributeKeys.push(key);
-      this.attributeValues.push(value);
+    const attributes = this.attributes;
+    for (let i = 0; i < attributes.length; i += 2) {
+      if (attributes[i] === key) {
+        attributes[i + 1] = value;
+        return this;
+      }
     }
+    if (attributes.length >= SPAN_LIMITS.attributes * 2) this.droppedAttributes++;
+    else attributes.push(key, value);
     return this;
   }
 

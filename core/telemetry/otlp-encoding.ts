@@ -108,9 +108,8 @@ function writeSpan(writer: ProtobufWriter, field: number, span: GatewaySpan): vo
   writer.epochNanos(span.startMs);
   writer.tag(8, 1);
   writer.epochNanos(span.endMs);
-  const keys = span.attributeKeys;
-  const values = span.attributeValues;
-  for (let i = 0; i < keys.length; i++) writeKeyValue(writer, 9, keys[i]!, values[i]);
+  const attributes = span.attributes;
+  for (let i = 0; i < attributes.length; i += 2) writeKeyValue(writer, 9, attributes[i] as string, attributes[i + 1]);
   if (span.droppedAttributes > 0) {
     writer.tag(10, 0);
     writer.varint(span.droppedAttributes);
@@ -203,9 +202,8 @@ function spanJson(span: GatewaySpan): string {
   if (span.traceState) json += `,"traceState":${JSON.stringify(span.traceState)}`;
   if (span.parentSpanId) json += `,"parentSpanId":"${span.parentSpanId}"`;
   json += `,"name":${JSON.stringify(span.name)},"kind":${span.kind + 1},"startTimeUnixNano":"${epochNanosText(span.startMs)}","endTimeUnixNano":"${epochNanosText(span.endMs)}"`;
-  const keys = span.attributeKeys;
   const attributes: string[] = [];
-  for (let i = 0; i < keys.length; i++) attributes.push(keyValueJson(keys[i]!, span.attributeValues[i]));
+  for (let i = 0; i < span.attributes.length; i += 2) attributes.push(keyValueJson(span.attributes[i] as string, span.attributes[i + 1]));
   json += `,"attributes":[${attributes.join(',')}]`;
   if (span.droppedAttributes > 0) json += `,"droppedAttributesCount":${span.droppedAttributes}`;
   if (span.events !== null) {

@@ -28,18 +28,23 @@ export function parseTraceparent(traceparent: string | string[] | undefined, tra
   return { traceId, spanId, sampled: (parseInt(flags, 16) & 1) === 1, traceState: state || undefined };
 }
 
-// Ids come from a pool of random bytes refilled in one call, not a crypto call per id.
-const pool = Buffer.allocUnsafe(8192);
-let poolAt = pool.length;
+// Ids are cut from a pool of random hex, refilled by one crypto call: a slice of a long string is
+// not copied, so an id costs neither a call into C++ nor a new string's characters.
+const POOL_BYTES = 8192;
+const pool = Buffer.allocUnsafe(POOL_BYTES);
+let hexPool = '';
+let poolAt = 0;
 
 function randomHex(bytes: number, zero: string): string {
+  const chars = bytes * 2;
   for (;;) {
-    if (poolAt + bytes > pool.length) {
+    if (poolAt + chars > hexPool.length) {
       randomFillSync(pool);
+      hexPool = pool.toString('hex');
       poolAt = 0;
     }
-    const hex = pool.toString('hex', poolAt, poolAt + bytes);
-    poolAt += bytes;
+    const hex = hexPool.slice(poolAt, poolAt + chars);
+    poolAt += chars;
     if (hex !== zero) return hex;
   }
 }

@@ -151,7 +151,7 @@ describe('OTLP span encoding', () => {
     span.addEvent('ignored');
     span.end();
     expect(span.isRecording()).to.equal(false);
-    expect(span.attributeKeys).to.deep.equal([]);
+    expect(span.attributes).to.deep.equal([]);
     expect(span.events).to.equal(null);
     expect(span.traceparent()).to.equal(`00-${TRACE}-00f067aa0ba902b7-00`);
     expect(span.spanContext()).to.include({ traceId: TRACE, spanId: '00f067aa0ba902b7', traceFlags: 0 });
@@ -165,7 +165,7 @@ describe('OTLP span encoding', () => {
     span.setAttribute('late', true);
     expect(recorded).to.have.length(1);
     expect(span.endMs).to.equal(START_MS + 1);
-    expect(span.attributeKeys).to.deep.equal([]);
+    expect(span.attributes).to.deep.equal([]);
     expect(span.traceparent()).to.equal(`00-${TRACE}-00f067aa0ba902b7-01`);
   });
 
