@@ -176,14 +176,15 @@ describe('offload', () => {
   describe('in the process tree', () => {
     it('finishes a running task on drain, then the worker exits and takes its threads with it', async () => {
       const upstream = await startUpstream();
-      const gateway = await startGateway(`
+      try {
+        const gateway = await startGateway(`
         import { defineConfig } from '${CORE}';
         import { spinner } from '${FIXTURE_PLUGINS}/spinner.ts';
         export default defineConfig({
+          listen: { port: 0, host: '127.0.0.1' },
           upstreams: { app: { targets: ['${upstream.url}'] } },
           routes: [{ path: '/*', upstream: 'app', plugins: [spinner()] }],
         });`, { workers: 1 });
-      try {
         const pending = request(`${gateway.url}/work`, { headers: { 'x-spin-ms': '600' } });
         await new Promise((resolve) => setTimeout(resolve, 150));
         const exited = gateway.stop('SIGTERM');
