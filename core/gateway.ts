@@ -114,7 +114,7 @@ export class Gateway {
     const tracing = config.telemetry ? await Tracing.start(config.telemetry, options.workerId, options.logger) : null;
     // Plugins set up against a connected Redis when there is one; an unreachable Redis is not a
     // reason to refuse to start (each plugin's failure policy covers it), so this waits only briefly.
-    const redis = config.redis ? new RedisConnection(config.redis, options.logger) : null;
+    const redis = config.redis ? await RedisConnection.connect(config.redis, options.logger) : null;
     await redis?.whenReady(config.redis!.connectTimeout);
     const offload = new OffloadPool(config.offload, options.workerCount ?? 1);
     const services = { workerId: options.workerId, redis, offload };

@@ -1,10 +1,12 @@
-import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
+import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ParsedRedis } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import { counter } from '../telemetry/metrics.ts';
 
 export type RedisClient = Redis | Cluster;
+
+type IORedis = { Redis: typeof Redis; Cluster: typeof Cluster };
 
 const unavailable = counter('tollgate_redis_unavailable_total', 'Redis commands that failed, or were refused at once because Redis was known to be down.', []);
 
@@ -31,9 +33,15 @@ export class RedisConnection {
   #openUntil = 0;
   #probing = false;
 
-  constructor(config: ParsedRedis, logger: Logger) {
+  /** Connects in the background; ioredis is loaded here, so a gateway without Redis never loads it. */
+  static async connect(config: ParsedRedis, logger: Logger): Promise<RedisConnection> {
+    const { Redis, Cluster } = await import('ioredis');
+    return new RedisConnection(config, logger, { Redis, Cluster });
+  }
+
+  private constructor(config: ParsedRedis, logger: Logger, ioredis: IORedis) {
     this.#logger = logger.child({ component: 'redis' });
-    this.client = createClient(config);
+    this.client = createClient(config, ioredis);
     this.keyPrefix = config.keyPrefix;
     this.client.on('ready', () => this.#transition(true, null));
     this.client.on('error', (error: Error) => this.#transition(false, error));
@@ -119,7 +127,7 @@ export class RedisConnection {
   }
 }
 
-function createClient(config: ParsedRedis): RedisClient {
+function createClient(config: ParsedRedis, { Redis, Cluster }: IORedis): RedisClient {
   const common: RedisOptions = {
     keyPrefix: config.keyPrefix,
     commandTimeout: config.commandTimeout,

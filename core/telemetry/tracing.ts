@@ -1,43 +1,13 @@
-import { hostname } from 'node:os';
 import type { IncomingMessage } from 'node:http';
-import {
-  propagation,
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  trace,
-  TraceFlags,
-  type Attributes,
-  type TextMapGetter,
-  type TextMapPropagator,
-} from '@opentelemetry/api';
-import { W3CBaggagePropagator, W3CTraceContextPropagator } from '@opentelemetry/core';
-import { B3InjectEncoding, B3Propagator } from '@opentelemetry/propagator-b3';
-import {
-  defaultResource,
-  detectResources,
-  hostDetector,
-  osDetector,
-  processDetector,
-  resourceAttributesEnvDetector,
-  resourceFromAttributes,
-  serviceInstanceIdDetector,
-  type Resource,
-  type ResourceDetector,
-} from '@opentelemetry/resources';
-import { startNodeSdk } from '@opentelemetry/sdk-node';
-import { AlwaysOffSampler, AlwaysOnSampler, BatchSpanProcessor, ParentBasedSampler, TraceIdRatioBasedSampler, type Sampler } from '@opentelemetry/sdk-trace';
+import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type TextMapGetter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { ParsedTelemetry } from '../config/schema.ts';
-import { TOLLGATE_VERSION } from '../version.ts';
-import { OTLPTraceExporter as OTLPJsonTraceExporter } from '@opentelemetry/exporter-trace-otlp-http';
-import { OTLPTraceExporter as OTLPProtobufTraceExporter } from '@opentelemetry/exporter-trace-otlp-proto';
 import { GatewaySpan } from './gateway-span.ts';
-import { JsonSpanBatch, ProtobufSpanBatch } from './otlp-encoding.ts';
-import { SpanBatcher, type BatchOptions } from './span-batcher.ts';
-import { newSpanId, newTraceId, parseTraceparent, SamplingPolicy, type RemoteParent } from './trace-context.ts';
+import type { SamplingPolicy } from './sampling-policy.ts';
+import type { SpanBatcher } from './span-batcher.ts';
+import { newSpanId, newTraceId, parseTraceparent, type RemoteParent } from './trace-context.ts';
 
-type TracingConfig = Exclude<ParsedTelemetry['tracing'], false>;
+export type TracingConfig = Exclude<ParsedTelemetry['tracing'], false>;
 
 const headerGetter: TextMapGetter<IncomingMessage['headers']> = {
   keys: (carrier) => Object.keys(carrier),
@@ -70,42 +40,15 @@ export class Tracing {
     this.#w3cOnly = config.propagators.includes('tracecontext') && config.propagators.every((name) => name === 'tracecontext' || name === 'baggage');
   }
 
+  /**
+   * Starts tracing for a worker. The SDK, the exporters and the resource detectors are loaded only
+   * here: a gateway without `telemetry` never pays their memory (~60 MiB of a worker's RSS).
+   */
   static async start(telemetry: ParsedTelemetry, workerId: number, logger: Logger): Promise<Tracing | null> {
     if (telemetry.tracing === false) return null;
-    const config = telemetry.tracing;
-    const sampling = SamplingPolicy.from(config.sampleRatio, process.env);
-    const exporterOptions = {
-      ...(telemetry.otlp.endpoint ? { url: `${telemetry.otlp.endpoint.replace(/\/$/, '')}/v1/traces` } : {}),
-      ...(telemetry.otlp.headers ? { headers: telemetry.otlp.headers } : {}),
-    };
-    const protocol = telemetry.otlp.protocol ?? process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? process.env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf';
-    const attributes: Attributes = {
-      'service.name': telemetry.serviceName ?? process.env.OTEL_SERVICE_NAME ?? 'tollgate',
-      'service.version': telemetry.serviceVersion ?? TOLLGATE_VERSION,
-      'host.name': hostname(),
-      'process.pid': process.pid,
-      'tollgate.worker.id': workerId,
-    };
-    const resource = await workerResource(attributes);
-    const scope = { name: 'tollgate', version: TOLLGATE_VERSION };
-    const batch = protocol === 'http/json' ? new JsonSpanBatch(resource.attributes, scope) : new ProtobufSpanBatch(resource.attributes, scope);
-    const batchOptions = batchOptionsFromEnv();
-    const batcher = new SpanBatcher(batch, batchOptions, exporterOptions, logger);
-    const exporter = protocol === 'http/json' ? new OTLPJsonTraceExporter(exporterOptions) : new OTLPProtobufTraceExporter(exporterOptions);
-    const sdk = startNodeSdk({
-      logLevel: 'none',
-      // The resource the gateway's own spans carry, so that both kinds of span say the same.
-      baseResource: resource,
-      resourceDetectors: [],
-      spanProcessors: [new BatchSpanProcessor({ exporter, ...batchOptions })],
-      sampler: new ParentBasedSampler({ root: rootSampler(sampling) }),
-      propagators: config.propagators.map(propagatorFor),
-      // Metrics and logs have their own paths (Prometheus on the admin listener, pino).
-      metricReaders: [],
-      logRecordProcessors: [],
-      instrumentations: [],
-    });
-    return new Tracing(sdk, batcher, sampling, config, logger);
+    const { startTracingParts } = await import('./tracing-start.ts');
+    const { sdk, batcher, sampling } = await startTracingParts(telemetry, telemetry.tracing, workerId, logger);
+    return new Tracing(sdk, batcher, sampling, telemetry.tracing, logger);
   }
 
   /**
@@ -246,55 +189,3 @@ export function traceAsyncHook<T>(request: RequestTrace, name: string, startTime
     },
   );
 }
-
-/** The SDK's sampler for spans plugins start with no gateway span above them (in `setup`, say). */
-function rootSampler(sampling: SamplingPolicy): Sampler {
-  if (sampling.ratio <= 0) return new AlwaysOffSampler();
-  if (sampling.ratio >= 1) return new AlwaysOnSampler();
-  return new TraceIdRatioBasedSampler(sampling.ratio);
-}
-
-/** The batch settings: the standard `OTEL_BSP_*` variables over the SDK's defaults. */
-function batchOptionsFromEnv(): BatchOptions {
-  const read = (name: string, fallback: number): number => {
-    const value = Number(process.env[name]);
-    return process.env[name] !== undefined && process.env[name] !== '' && Number.isFinite(value) && value > 0 ? value : fallback;
-  };
-  const maxQueueSize = read('OTEL_BSP_MAX_QUEUE_SIZE', 2048);
-  return {
-    maxQueueSize,
-    maxExportBatchSize: Math.min(read('OTEL_BSP_MAX_EXPORT_BATCH_SIZE', 512), maxQueueSize),
-    scheduledDelayMillis: read('OTEL_BSP_SCHEDULE_DELAY', 5000),
-  };
-}
-
-/** The resource every span of this worker carries: the SDK's defaults and detectors, `OTEL_RESOURCE_ATTRIBUTES`, then ours. */
-async function workerResource(attributes: Attributes): Promise<Resource> {
-  const names = (process.env.OTEL_NODE_RESOURCE_DETECTORS ?? 'service,host,process').split(',').map((name) => name.trim());
-  const detectors: ResourceDetector[] = [];
-  if (!names.includes('none')) {
-    if (names.includes('all') || names.includes('host')) detectors.push(hostDetector, osDetector);
-    if (names.includes('all') || names.includes('process')) detectors.push(processDetector);
-    if (names.includes('all') || names.includes('service')) detectors.push(serviceInstanceIdDetector);
-  }
-  const resource = defaultResource()
-    .merge(detectResources({ detectors }))
-    .merge(detectResources({ detectors: [resourceAttributesEnvDetector] }))
-    .merge(resourceFromAttributes(attributes));
-  await resource.waitForAsyncAttributes?.();
-  return resource;
-}
-
-function propagatorFor(name: TracingConfig['propagators'][number]): TextMapPropagator {
-  switch (name) {
-    case 'tracecontext':
-      return new W3CTraceContextPropagator();
-    case 'baggage':
-      return new W3CBaggagePropagator();
-    case 'b3':
-      return new B3Propagator({ injectEncoding: B3InjectEncoding.SINGLE_HEADER });
-    case 'b3multi':
-      return new B3Propagator({ injectEncoding: B3InjectEncoding.MULTI_HEADER });
-  }
-}
-

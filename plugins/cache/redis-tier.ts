@@ -1,5 +1,5 @@
 import { hash } from 'node:crypto';
-import { Cluster, type Redis } from 'ioredis';
+import type { Cluster, Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { RedisConnection } from '../../core/index.ts';
 import type { CacheEntry } from './cache-store.ts';
@@ -118,7 +118,7 @@ export class RedisCacheTier {
   /** Purge by path prefix: walks the Vary keys (on every master of a cluster) and deletes the URLs under it. */
   async #deleteByScan(prefix: string): Promise<void> {
     const client = this.#redis.client;
-    const nodes = client instanceof Cluster ? client.nodes('master') : [client];
+    const nodes = client.isCluster ? (client as Cluster).nodes('master') : [client as Redis];
     for (const node of nodes) {
       let cursor = '0';
       do {

@@ -151,7 +151,7 @@ describe('redis limit scripts', () => {
 
   before(async () => {
     redis = await startRedis();
-    connection = new RedisConnection(
+    connection = await RedisConnection.connect(
       { url: redis.url, tls: false, keyPrefix: 'test:', commandTimeout: 500, connectTimeout: 2000, required: false },
       pino({ level: 'silent' }),
     );

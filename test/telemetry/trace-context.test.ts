@@ -1,7 +1,8 @@
 import { expect } from 'chai';
 import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
-import { newSpanId, newTraceId, parseTraceparent, SamplingPolicy } from '../../core/telemetry/trace-context.ts';
+import { SamplingPolicy } from '../../core/telemetry/sampling-policy.ts';
+import { newSpanId, newTraceId, parseTraceparent } from '../../core/telemetry/trace-context.ts';
 
 const TRACE = '4bf92f3577b34da6a3ce929d0e0e4736';
 const SPAN = '00f067aa0ba902b7';
