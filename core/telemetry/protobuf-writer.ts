@@ -141,16 +141,9 @@ export class ProtobufWriter {
    */
   shortStringKeyValue(field: number, keyBytes: Uint8Array, value: string): boolean {
     const length = value.length;
-    const keyValueLength = keyBytes.length + 4 + length;
-    if (keyValueLength > 0x7f) return false;
-    this.ensure(keyValueLength + 2);
+    if (keyBytes.length + 4 + length > 0x7f) return false;
+    let pos = this.#keyValueHead(field, keyBytes, length + 2);
     const buffer = this.buffer;
-    let pos = this.pos;
-    buffer[pos++] = (field << 3) | 2;
-    buffer[pos++] = keyValueLength;
-    for (let i = 0; i < keyBytes.length; i++) buffer[pos++] = keyBytes[i]!;
-    buffer[pos++] = 0x12; // value, length-delimited
-    buffer[pos++] = length + 2;
     buffer[pos++] = 0x0a; // string_value, length-delimited
     buffer[pos++] = length;
     for (let i = 0; i < length; i++) {
@@ -166,20 +159,29 @@ export class ProtobufWriter {
   smallIntKeyValue(field: number, keyBytes: Uint8Array, value: number): boolean {
     if (!(value >= 0 && value < 0x10000000 && Number.isInteger(value))) return false;
     const valueLength = varintSize(value);
-    const keyValueLength = keyBytes.length + 3 + valueLength;
-    if (keyValueLength > 0x7f) return false;
+    if (keyBytes.length + 3 + valueLength > 0x7f) return false;
+    const pos = this.#keyValueHead(field, keyBytes, valueLength + 1);
+    this.buffer[pos] = 0x18; // int_value, varint
+    this.pos = pos + 1;
+    this.varint(value);
+    return true;
+  }
+
+  /**
+   * Writes a KeyValue's tag and length, its key, and its value's tag and length (all one byte each),
+   * and returns where the AnyValue's content starts; `pos` is left where it was.
+   */
+  #keyValueHead(field: number, keyBytes: Uint8Array, anyValueLength: number): number {
+    const keyValueLength = keyBytes.length + 2 + anyValueLength;
     this.ensure(keyValueLength + 2);
     const buffer = this.buffer;
     let pos = this.pos;
     buffer[pos++] = (field << 3) | 2;
     buffer[pos++] = keyValueLength;
     for (let i = 0; i < keyBytes.length; i++) buffer[pos++] = keyBytes[i]!;
-    buffer[pos++] = 0x12;
-    buffer[pos++] = valueLength + 1;
-    buffer[pos++] = 0x18; // int_value, varint
-    this.pos = pos;
-    this.varint(value);
-    return true;
+    buffer[pos++] = 0x12; // value, length-delimited
+    buffer[pos++] = anyValueLength;
+    return pos;
   }
 
   /** Bytes already encoded (a cached field). */

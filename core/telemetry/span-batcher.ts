@@ -49,7 +49,7 @@ export class SpanBatcher implements SpanSink {
     this.#batch = batch;
     this.#options = options;
     this.#logger = logger;
-    const http = convertLegacyHttpOptions({ ...exporter, timeoutMillis: undefined }, 'TRACES', 'v1/traces', { 'Content-Type': batch.contentType });
+    const http = convertLegacyHttpOptions({ ...exporter }, 'TRACES', 'v1/traces', { 'Content-Type': batch.contentType });
     this.#delegate = createOtlpHttpExportDelegate(
       http,
       { serializeRequest: (request: EncodedBatch) => request.bytes, deserializeResponse: ProtobufTraceSerializer.deserializeResponse },
