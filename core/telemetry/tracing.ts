@@ -86,11 +86,6 @@ export class Tracing {
     else propagation.inject(trace.setSpan(ROOT_CONTEXT, span), headers);
   }
 
-  /** Sends what is batched (spans of requests still running are not waited for). */
-  flush(): Promise<void> {
-    return this.#batcher.flush();
-  }
-
   /** Flushes queued spans and stops the SDK; bounded, as a worker must not hang on a dead collector. */
   async shutdown(deadlineMs = 5_000): Promise<void> {
     let timer!: NodeJS.Timeout;
