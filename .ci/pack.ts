@@ -16,6 +16,9 @@ const source = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as R
 rmSync(OUT, { recursive: true, force: true });
 execFileSync(join(REPO, 'node_modules/.bin/tsc'), ['-p', join(REPO, 'tsconfig.build.json')], { stdio: 'inherit' });
 
+// The few modules in plain JavaScript (a worker runs them before any TypeScript) are copied as they are.
+for (const file of ['core/modules/stripped-sources.mjs', 'core/modules/stripped-sources.d.mts', 'core/cluster/worker-entry.mjs']) copyFileSync(join(REPO, file), join(OUT, file));
+
 const entry = (path: string): { types: string; default: string } => ({ types: `./${path}.d.ts`, default: `./${path}.js` });
 const manifest = {
   name: source.name,

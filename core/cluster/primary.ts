@@ -18,6 +18,7 @@ import type { Server } from 'node:http';
 import { siblingModule } from '../sibling-module.ts';
 import { purgeProblem, type PurgeOutcome, type PurgeTarget } from '../cache/purge.ts';
 import { workerExecArgv } from './worker-v8-flags.ts';
+import { ENV_STRIPPED_SOURCES, prepareWorkerSources } from './worker-sources.ts';
 
 export interface PrimaryOptions {
   configPath?: string | undefined;
@@ -77,7 +78,9 @@ function broadcastPurge(workers: Worker[], purge: PurgeTarget): Promise<PurgeOut
   });
 }
 
-const WORKER_ENTRY = fileURLToPath(siblingModule(import.meta.url, './worker-main'));
+// Workers start in plain JavaScript, which loads the primary's stripped sources before the real main.
+const WORKER_ENTRY = fileURLToPath(new URL('./worker-entry.mjs', import.meta.url));
+const WORKER_MAIN = siblingModule(import.meta.url, './worker-main').href;
 
 /**
  * The primary process: validates the config once, forks the workers that share its listening socket,
@@ -87,6 +90,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const log = createLogger('info', { role: 'primary', pid: process.pid });
   const { logger } = log;
 
+  // Before the config loads, so that its modules and its plugins' are stripped for the workers too.
+  const strippedSources = prepareWorkerSources(logger);
   let filepath: string;
   let config: ResolvedConfig;
   try {
@@ -103,7 +108,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   const port = config.listen.port === 0 ? await freePort(config.listen.host) : config.listen.port;
   const count = options.workers ?? (config.workers === 'auto' ? availableParallelism() : config.workers);
   cluster.schedulingPolicy = config.scheduling === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR;
-  cluster.setupPrimary({ exec: WORKER_ENTRY, args: [], execArgv: workerExecArgv(process.execArgv) });
+  cluster.setupPrimary({ exec: WORKER_ENTRY, args: [WORKER_MAIN], execArgv: workerExecArgv(process.execArgv) });
   const hostMetrics = new HostMetrics();
   const healthChecks = new HealthChecks(config, logger, () => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined));
   // A worker starts believing every target healthy: tell it which are not, once it is listening.
@@ -161,6 +166,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       [ENV_WORKER]: String(slot.id),
       [ENV_PORT]: String(port),
       [ENV_WORKERS]: String(count),
+      ...(strippedSources === null ? {} : { [ENV_STRIPPED_SOURCES]: strippedSources }),
     });
 
     /** Makes `worker` the slot's worker: its messages and its exit are the slot's from now on. */

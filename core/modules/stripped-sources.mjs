@@ -1,0 +1,159 @@
+// Plain JavaScript on purpose: a worker runs this before any TypeScript, because the first .ts
+// module a process loads makes Node instantiate its type stripper (swc compiled to WebAssembly),
+// which holds ~17 MiB of resident memory for the life of the process. Workers are many and long
+// lived; the primary strips every module once, and workers load the JavaScript it left here.
+import { createHash } from 'node:crypto';
+import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { findPackageJSON, registerHooks, stripTypeScriptTypes } from 'node:module';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const TYPESCRIPT = /\.(ts|mts)$/;
+
+/**
+ * The directory of stripped sources, created if needed: `TOLLGATE_CACHE_DIR`, else one under the
+ * system's temporary directory per user. Workers execute what is in it, so a directory another user
+ * could write to is refused (with the reason) rather than used.
+ * @returns {{ dir: string } | { error: string }}
+ */
+export function openStrippedSources(dir = process.env.TOLLGATE_CACHE_DIR || join(tmpdir(), `tollgate-${process.getuid?.() ?? 'user'}`, 'stripped')) {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const stat = lstatSync(dir);
+    if (!stat.isDirectory()) return { error: `${dir} is not a directory` };
+    if (process.getuid && stat.uid !== process.getuid()) return { error: `${dir} belongs to another user` };
+    if ((stat.mode & 0o022) !== 0) return { error: `${dir} is writable by other users` };
+    return { dir };
+  } catch (error) {
+    return { error: `${dir}: ${error.message}` };
+  }
+}
+
+/**
+ * The cache file of a module: named by a hash of what decides its JavaScript (node's version, the
+ * module's path and package type, its source), so an edited file is never served stale.
+ */
+function entryPath(dir, url, source) {
+  const hash = createHash('sha256');
+  hash.update(`${process.version}\0${url}\0${packageType(url)}\0`);
+  hash.update(source);
+  return join(dir, `${hash.digest('hex')}.mjs`);
+}
+
+const packageTypes = new Map();
+
+function packageType(url) {
+  const manifest = findPackageJSON(url);
+  if (manifest === undefined) return '';
+  let type = packageTypes.get(manifest);
+  if (type === undefined) {
+    try {
+      type = String(JSON.parse(readFileSync(manifest, 'utf8')).type ?? '');
+    } catch {
+      type = '';
+    }
+    packageTypes.set(manifest, type);
+  }
+  return type;
+}
+
+function typeScriptFile(url) {
+  if (!url.startsWith('file:')) return null;
+  const { pathname, search, hash } = new URL(url);
+  return TYPESCRIPT.test(pathname) && search === '' && hash === '' ? fileURLToPath(url) : null;
+}
+
+/** Writes a module's stripped JavaScript unless it is there already (atomically: workers may be reading). */
+function store(dir, url, source) {
+  const path = entryPath(dir, url, source);
+  try {
+    lstatSync(path);
+    return;
+  } catch {
+    // not cached yet
+  }
+  const temporary = `${path}.${process.pid}.tmp`;
+  writeFileSync(temporary, strip(source), { mode: 0o600 });
+  renameSync(temporary, path);
+}
+
+/**
+ * Node's own stripper, the one it runs silently on every .ts module; called by name it warns that it
+ * is experimental, which would tell the operator nothing about the gateway, so that one warning is held back.
+ */
+function strip(source) {
+  const emitWarning = process.emitWarning;
+  process.emitWarning = (warning, ...rest) => {
+    if (!String(warning).includes('stripTypeScriptTypes')) emitWarning.call(process, warning, ...rest);
+  };
+  try {
+    return stripTypeScriptTypes(source, { mode: 'strip' });
+  } finally {
+    process.emitWarning = emitWarning;
+  }
+}
+
+/**
+ * For the primary (and `tollgate check`): every TypeScript ES module this process loads from now on
+ * (the config and the plugins it imports) is stripped into `dir` for the workers.
+ */
+export function storeLoadedModules(dir) {
+  registerHooks({
+    load(url, context, nextLoad) {
+      const result = nextLoad(url, context);
+      if (result.format === 'module-typescript' && typeScriptFile(url) !== null) {
+        try {
+          store(dir, url, String(result.source));
+        } catch {
+          // A cache that cannot be written costs workers memory, never a failed start.
+        }
+      }
+      return result;
+    },
+  });
+}
+
+/**
+ * Strips every ES module under `root` (tollgate's own sources, which only workers load) into `dir`.
+ * A package whose type is not "module" is skipped: its .ts files are not ES modules by default.
+ * @returns {number} the modules stripped now (the others were cached already)
+ */
+export function storeModulesUnder(dir, root) {
+  let stored = 0;
+  for (const entry of readdirSync(root, { recursive: true, withFileTypes: true })) {
+    if (!entry.isFile() || !TYPESCRIPT.test(entry.name) || entry.name.endsWith('.d.ts') || entry.name.endsWith('.d.mts')) continue;
+    const url = pathToFileURL(join(entry.parentPath, entry.name)).href;
+    if (url.includes('/node_modules/') || (entry.name.endsWith('.ts') && packageType(url) !== 'module')) continue;
+    const source = readFileSync(join(entry.parentPath, entry.name), 'utf8');
+    const path = entryPath(dir, url, source);
+    try {
+      lstatSync(path);
+    } catch {
+      store(dir, url, source);
+      stored++;
+    }
+  }
+  return stored;
+}
+
+/**
+ * For a worker: TypeScript ES modules whose stripped JavaScript is in `dir` load from there, without
+ * Node's stripper. A module that is not there (a file edited since the primary stripped it) loads
+ * as usual, so a missing or stale cache costs memory, never correctness.
+ */
+export function loadStrippedModules(dir) {
+  registerHooks({
+    load(url, context, nextLoad) {
+      const path = typeScriptFile(url);
+      if (path === null) return nextLoad(url, context);
+      let source;
+      try {
+        source = readFileSync(path, 'utf8');
+        return { format: 'module', source: readFileSync(entryPath(dir, url, source), 'utf8'), shortCircuit: true };
+      } catch {
+        return nextLoad(url, context);
+      }
+    },
+  });
+}

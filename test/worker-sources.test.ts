@@ -1,0 +1,77 @@
+import { expect } from 'chai';
+import { execFile } from 'node:child_process';
+import { chmodSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { CORE, FIXTURE_PLUGINS, REPO, startGateway } from './support/gateway-process.ts';
+import { send } from './support/http.ts';
+
+const run = promisify(execFile);
+const STRIPPED_SOURCES = join(REPO, 'core/modules/stripped-sources.mjs');
+
+const reportConfig = `
+  import { defineConfig } from '${CORE}';
+  import { moduleReport } from '${FIXTURE_PLUGINS}/module-report.ts';
+  export default defineConfig({
+    listen: { port: 0, host: '127.0.0.1' },
+    upstreams: { app: { targets: ['http://127.0.0.1:9'] } },
+    routes: [{ path: '/report', upstream: 'app', plugins: [moduleReport()] }],
+  });
+`;
+
+/** Asks the worker whether it loaded Node's type stripper. */
+async function workerLoadedTypeStripper(cacheDir: string): Promise<{ typeStripper: boolean; warnings: string[] }> {
+  const gateway = await startGateway(reportConfig, { env: { TOLLGATE_CACHE_DIR: cacheDir } });
+  try {
+    const res = await send(`${gateway.url}/report`);
+    expect(res.status).to.equal(200);
+    const warnings = gateway.logs.filter((line) => line.level === 'warn').map((line) => String(line.msg));
+    return { typeStripper: (res.json() as { typeStripper: boolean }).typeStripper, warnings };
+  } finally {
+    await gateway.stop();
+  }
+}
+
+/** Runs `script` as an ES module in a fresh node and returns what it prints. */
+async function freshNode(script: string): Promise<string> {
+  const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script]);
+  return stdout.trim();
+}
+
+describe('stripped sources for workers', function () {
+  this.timeout(60_000);
+
+  it('a worker never loads Node’s TypeScript stripper: the primary strips its modules, the config and its plugins', async () => {
+    const cold = mkdtempSync(join(tmpdir(), 'tollgate-cache-'));
+    const result = await workerLoadedTypeStripper(cold);
+    expect(result.typeStripper).to.equal(false);
+    expect(result.warnings).to.deep.equal([]);
+    expect(readdirSync(cold).length).to.be.greaterThan(50);
+  });
+
+  it('refuses a cache directory other users can write to, says so, and the workers strip for themselves', async () => {
+    const shared = mkdtempSync(join(tmpdir(), 'tollgate-cache-'));
+    chmodSync(shared, 0o777);
+    const result = await workerLoadedTypeStripper(shared);
+    expect(result.typeStripper).to.equal(true);
+    expect(result.warnings.join('\n')).to.match(/writable by other users.*TOLLGATE_CACHE_DIR/);
+    expect(readdirSync(shared)).to.deep.equal([]);
+  });
+
+  it('serves a module from its stripped copy while the source is unchanged, and the source once it is edited', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'tollgate-cache-'));
+    const project = mkdtempSync(join(tmpdir(), 'tollgate-project-'));
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ type: 'module' }));
+    const module = join(project, 'answer.ts');
+    writeFileSync(module, 'export const answer: number = 1;\n');
+    await freshNode(`import { storeModulesUnder } from ${JSON.stringify(STRIPPED_SOURCES)}; storeModulesUnder(${JSON.stringify(cache)}, ${JSON.stringify(project)});`);
+    const [entry] = readdirSync(cache);
+    // The copy is what a worker runs: tampering with it shows it is the one loaded.
+    writeFileSync(join(cache, entry!), 'export const answer = "from the stripped copy";\n');
+    const load = `import { loadStrippedModules } from ${JSON.stringify(STRIPPED_SOURCES)}; loadStrippedModules(${JSON.stringify(cache)}); const { answer } = await import(${JSON.stringify(module)}); console.log(JSON.stringify(answer));`;
+    expect(await freshNode(load)).to.equal('"from the stripped copy"');
+    writeFileSync(module, 'export const answer: number = 2;\n');
+    expect(await freshNode(load)).to.equal('2');
+  });
+});
