@@ -5,8 +5,8 @@
  * them, packed as dist/tollgate-<version>.tgz. Prints the tarball's path.
  */
 import { execFileSync } from 'node:child_process';
-import { copyFileSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
@@ -17,7 +17,10 @@ rmSync(OUT, { recursive: true, force: true });
 execFileSync(join(REPO, 'node_modules/.bin/tsc'), ['-p', join(REPO, 'tsconfig.build.json')], { stdio: 'inherit' });
 
 // The few modules in plain JavaScript (a worker runs them before any TypeScript) are copied as they are.
-for (const file of ['core/modules/stripped-sources.mjs', 'core/modules/stripped-sources.d.mts', 'core/cluster/worker-entry.mjs']) copyFileSync(join(REPO, file), join(OUT, file));
+for (const file of ['core/modules/stripped-sources.mjs', 'core/modules/stripped-sources.d.mts', 'core/cluster/worker-entry.mjs']) {
+  mkdirSync(dirname(join(OUT, file)), { recursive: true });
+  copyFileSync(join(REPO, file), join(OUT, file));
+}
 
 const entry = (path: string): { types: string; default: string } => ({ types: `./${path}.d.ts`, default: `./${path}.js` });
 const manifest = {
