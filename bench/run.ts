@@ -41,6 +41,8 @@ interface Subject {
   headers?: Record<string, string>;
   /** Pids whose CPU time counts as the proxy's; none for the upstream itself. */
   pids: number[];
+  /** Pids whose RSS is reported (the largest): tollgate's workers, not its primary; else `pids`. */
+  rssPids?: number[];
 }
 
 const children: ChildProcess[] = [];
@@ -69,7 +71,7 @@ async function tollgateSubject(name: string, options: Omit<Parameters<typeof sta
   });
   children.push(gateway.child);
   if (profile) profiled = { name, child: gateway.child };
-  subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.workerPids, ...(headers ? { headers } : {}) });
+  subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.pids, rssPids: gateway.workerPids, ...(headers ? { headers } : {}) });
 }
 
 // The bench process itself (and autocannon, when it is the load generator) stays off the proxy's core.
@@ -172,7 +174,7 @@ for (let round = 1; round <= ROUNDS; round++) {
     const cpuBefore = cpuTicks(subject.pids);
     const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN ? LOAD_CPUS : undefined, headers: subject.headers });
     const cpuUs = subject.pids.length ? ((cpuTicks(subject.pids) - cpuBefore) / CLK_TCK) * 1e6 : null;
-    const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests, rssMiB: subject.pids.length ? largestRssMiB(subject.pids) : null };
+    const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests, rssMiB: subject.pids.length ? largestRssMiB(subject.rssPids ?? subject.pids) : null };
     results.set(subject.name, [...(results.get(subject.name) ?? []), entry]);
     console.log(
       `  round ${round} ${subject.name.padEnd(26)} ${fmt(result.requestsPerSec, 0).padStart(8)} req/s  p50 ${fmt(result.p50Ms, 2)} ms  p99 ${fmt(result.p99Ms, 2)} ms` +

@@ -9,6 +9,9 @@ const REPO = fileURLToPath(new URL('../', import.meta.url));
 export interface TollgateUnderTest {
   child: ChildProcess;
   port: number;
+  /** The primary and the workers: the proxy's CPU time. */
+  pids: number[];
+  /** The workers alone: their memory is the per-core cost (the primary's is paid once per host). */
   workerPids: number[];
 }
 
@@ -70,7 +73,7 @@ export default defineConfig({
       if (ready) {
         output = null!;
         // The primary counts too: it decides host-wide rate limits for the workers.
-        resolve({ child, port: ready.port, workerPids: [child.pid!, ...ready.workers] });
+        resolve({ child, port: ready.port, pids: [child.pid!, ...ready.workers], workerPids: ready.workers });
       }
     });
     child.once('exit', (code) => reject(new Error(`tollgate exited (${code}) before it was ready:\n${output}`)));
