@@ -59,6 +59,15 @@ describe('stripped sources for workers', function () {
     expect(readdirSync(shared)).to.deep.equal([]);
   });
 
+  it('refuses a cache directory whose parent others could swap it in, unless the parent is sticky like /tmp', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'tollgate-parent-'));
+    chmodSync(parent, 0o777);
+    const open = (dir: string) => freshNode(`import { openStrippedSources } from ${JSON.stringify(STRIPPED_SOURCES)}; console.log(JSON.stringify(openStrippedSources(${JSON.stringify(dir)})));`);
+    expect(JSON.parse(await open(join(parent, 'cache')))).to.deep.equal({ error: `${parent} is writable by other users` });
+    chmodSync(parent, 0o1777);
+    expect(JSON.parse(await open(join(parent, 'cache')))).to.deep.equal({ dir: join(parent, 'cache') });
+  });
+
   it('serves a module from its stripped copy while the source is unchanged, and the source once it is edited', async () => {
     const cache = mkdtempSync(join(tmpdir(), 'tollgate-cache-'));
     const project = mkdtempSync(join(tmpdir(), 'tollgate-project-'));

@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { findPackageJSON, registerHooks, stripTypeScriptTypes } from 'node:module';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 
 const TYPESCRIPT = /\.(ts|mts)$/;
@@ -14,20 +14,27 @@ const TYPESCRIPT = /\.(ts|mts)$/;
 /**
  * The directory of stripped sources, created if needed: `TOLLGATE_CACHE_DIR`, else one under the
  * system's temporary directory per user. Workers execute what is in it, so a directory another user
- * could write to is refused (with the reason) rather than used.
+ * could write to, or swap for their own through its parent, is refused (with the reason).
  * @returns {{ dir: string } | { error: string }}
  */
 export function openStrippedSources(dir = process.env.TOLLGATE_CACHE_DIR || join(tmpdir(), `tollgate-${process.getuid?.() ?? 'user'}`, 'stripped')) {
   try {
+    if (!process.getuid) return { error: 'no user ids on this platform to check the directory against' };
     mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const stat = lstatSync(dir);
-    if (!stat.isDirectory()) return { error: `${dir} is not a directory` };
-    if (process.getuid && stat.uid !== process.getuid()) return { error: `${dir} belongs to another user` };
-    if ((stat.mode & 0o022) !== 0) return { error: `${dir} is writable by other users` };
-    return { dir };
+    const problem = unsafeDirectory(dir, false) ?? unsafeDirectory(dirname(dir), true);
+    return problem === null ? { dir } : { error: problem };
   } catch (error) {
     return { error: `${dir}: ${error.message}` };
   }
+}
+
+/** Why `dir` is not safe to run code from, or null. A parent may be shared if sticky (as /tmp is). */
+function unsafeDirectory(dir, parent) {
+  const stat = lstatSync(dir);
+  if (!stat.isDirectory()) return `${dir} is not a directory`;
+  if (stat.uid !== process.getuid() && !(parent && stat.uid === 0)) return `${dir} belongs to another user`;
+  if ((stat.mode & 0o022) !== 0 && !(parent && (stat.mode & 0o1000) !== 0)) return `${dir} is writable by other users`;
+  return null;
 }
 
 /**
