@@ -10,9 +10,22 @@ export interface LoggerHandle {
 
 const FLUSH_DEADLINE_MS = 1_000;
 
+export interface LoggerOptions {
+  /** File descriptor written to (stdout). */
+  fd?: number;
+  /**
+   * Bytes held while the reader of stdout is slower than the log rate; lines beyond are dropped and
+   * counted. An upstream outage under load logs every failed request, and an unbounded buffer would
+   * grow by megabytes a second until the worker ran out of memory, in the middle of the outage.
+   */
+  maxBufferedBytes?: number;
+  /** How often a count of dropped lines is logged, when there are any. */
+  dropNoticeEveryMs?: number;
+}
+
 /** JSON lines on stdout, written asynchronously so logging never blocks the event loop. */
-export function createLogger(level: LevelWithSilent, bindings: Record<string, unknown>): LoggerHandle {
-  const destination = pino.destination({ dest: 1, sync: false });
+export function createLogger(level: LevelWithSilent, bindings: Record<string, unknown>, options: LoggerOptions = {}): LoggerHandle {
+  const destination = pino.destination({ dest: options.fd ?? 1, sync: false, maxLength: options.maxBufferedBytes ?? 16 * 1024 * 1024 });
   // A log reader that goes away (a closed pipe) must cost us the logs, never the gateway: without
   // a listener the EPIPE would be an uncaught error.
   let broken = false;
@@ -20,10 +33,21 @@ export function createLogger(level: LevelWithSilent, bindings: Record<string, un
   destination.on('error', () => {
     broken = true;
   });
+  let dropped = 0;
+  destination.on('drop', () => {
+    dropped++;
+  });
   const logger = pino(
     { level, base: bindings, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: (label) => ({ level: label }) } },
     destination,
   );
+  const dropNotice = setInterval(() => {
+    if (dropped === 0) return;
+    const lines = dropped;
+    dropped = 0;
+    logger.warn({ droppedLines: lines }, `${lines} log lines dropped: stdout did not keep up with the log rate`);
+  }, options.dropNoticeEveryMs ?? 5_000);
+  dropNotice.unref();
   return {
     logger,
     close() {
@@ -34,6 +58,7 @@ export function createLogger(level: LevelWithSilent, bindings: Record<string, un
 
   async function closeDestination(): Promise<void> {
     // Anything logged from here on would write to a closing destination.
+    clearInterval(dropNotice);
     logger.level = 'silent';
     if (!broken) {
       // end() waits for writes still in flight (flush() does not), then closes.
