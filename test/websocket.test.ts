@@ -5,7 +5,8 @@ import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer } from 'ws';
 import { CORE, PLUGINS, startGateway, type GatewayProcess } from './support/gateway-process.ts';
 import { hashKey } from '../plugins/key-auth/key-hash.ts';
-import { closedPort } from './support/upstream.ts';
+import { closedPort, startUpstream, type TestUpstream } from './support/upstream.ts';
+import { rawExchange, statuses } from './security/raw-http.ts';
 
 /** A WebSocket echo server on loopback that remembers the upgrade requests it accepted. */
 async function echoServer(): Promise<{ url: string; upgrades: IncomingHttpHeaders[]; close(): Promise<void> }> {
@@ -123,5 +124,47 @@ describe('websocket', () => {
     expect(await echo(socket, 'still here')).to.equal('still here');
     await closed;
     expect(await exited).to.equal(0);
+  });
+});
+
+describe('websocket: an upgrade the upstream refuses', () => {
+  let upstream: TestUpstream;
+  let gateway: GatewayProcess;
+
+  before(async () => {
+    // An upstream that speaks no WebSocket: it answers every request, upgrade or not, and keeps the
+    // connection open for more.
+    upstream = await startUpstream((req, res) => {
+      res.writeHead(req.headers.upgrade ? 426 : 200, { 'content-type': 'text/plain', upgrade: 'websocket' }).end(req.headers.upgrade ? 'upgrade required' : 'secret');
+    });
+    gateway = await startGateway(`
+      import { defineConfig } from '${CORE}';
+      import { keyAuth } from '${PLUGINS}';
+      export default defineConfig({
+        listen: { port: 0, host: '127.0.0.1' },
+        upstreams: { app: { targets: ['${upstream.url}'] } },
+        routes: [
+          { path: '/admin', upstream: 'app', plugins: [keyAuth({ consumers: { alice: { keyHashes: ['${hashKey('alice-key')}'] } } })] },
+          { path: '/ws', upstream: 'app' },
+        ],
+      });
+    `);
+  });
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+  });
+
+  it('relays the refusal and closes: what the client sends after it never reaches the upstream past the route\'s plugins', async () => {
+    // WebSocket smuggling: were the connection a tunnel from here on, this GET would reach /admin
+    // without the key its route demands.
+    const { text, timedOut } = await rawExchange(gateway.port, [
+      'GET /ws HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+      'GET /admin HTTP/1.1\r\nHost: gw\r\n\r\n',
+    ]);
+    expect(timedOut).to.equal(false);
+    expect(statuses(text)).to.deep.equal([426]);
+    expect(text).to.match(/\r\nconnection: close\r\n/i).and.to.include('upgrade required').and.not.to.include('secret');
+    expect(upstream.requests.map((request) => request.url)).to.deep.equal(['/ws']);
   });
 });

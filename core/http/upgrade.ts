@@ -1,7 +1,7 @@
-import { STATUS_CODES, type IncomingMessage } from 'node:http';
-import { connect as connectTcp, type Socket } from 'node:net';
+import { request as httpRequest, STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { connect as connectTls } from 'node:tls';
 import { isPromise, runRequestHooks } from '../chain.ts';
 import { IncomingRequest, RequestContext, type GatewayResponse } from '../context.ts';
 import { GatewayError } from '../errors.ts';
@@ -16,8 +16,9 @@ import { errorResponse, responseFromReply } from './responses.ts';
 /**
  * WebSocket (HTTP/1.1 Upgrade) proxying. The upgrade request is routed and goes through the route's
  * `onRequest` hooks like any request, so authentication and rate limits apply to it; then the
- * gateway opens a connection to a target, replays the upgrade request, and pipes bytes both ways
- * until either side closes. The upstream's own answer (101 or a refusal) reaches the client as is.
+ * gateway sends the upgrade request to a target. On its 101 the two connections become a tunnel
+ * until either side closes; a refusal reaches the client as the upstream sent it, and the client's
+ * connection closes after it.
  */
 export function handleUpgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, head: Buffer, track: (socket: Duplex) => void): void {
   socket.on('error', () => socket.destroy());
@@ -72,40 +73,68 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
 
   const { hostname, port, protocol } = new URL(target.origin);
   const secure = protocol === 'https:';
-  const upstream: Socket = secure
-    ? connectTls({ host: hostname, port: Number(port || 443), servername: hostname, ALPNProtocols: ['http/1.1'] })
-    : connectTcp({ host: hostname, port: Number(port || 80) });
-  upstream.setNoDelay(true);
-  let connected = false;
-  upstream.once(secure ? 'secureConnect' : 'connect', () => {
-    connected = true;
-    let text = `${method} ${target.basePath}${ctx.upstreamRequest.path} HTTP/1.1\r\n`;
-    for (const [name, value] of Object.entries(upstreamHeaders)) {
-      if (value === undefined) continue;
-      for (const each of Array.isArray(value) ? value : [value]) text += `${name}: ${each}\r\n`;
-    }
-    upstream.write(`${text}\r\n`);
-    if (head.length > 0) upstream.write(head);
-    track(socket);
-    upstream.pipe(socket);
-    socket.pipe(upstream);
-    route.upstream.report(target, true);
+  // Node's client parses the upstream's answer: only a 101 turns the connection into a tunnel. Until
+  // then nothing more from the client is sent on, so a refused upgrade cannot leave a raw pipe to
+  // the upstream past the routes' plugins (WebSocket smuggling).
+  const request = (secure ? httpsRequest : httpRequest)({
+    host: hostname,
+    port: Number(port || (secure ? 443 : 80)),
+    method,
+    path: `${target.basePath}${ctx.upstreamRequest.path}`,
+    headers: upstreamHeaders as OutgoingHttpHeaders,
+    agent: false,
+    ...(secure ? { servername: hostname, ALPNProtocols: ['http/1.1'] } : {}),
   });
-  upstream.once('error', (error) => {
-    if (!connected) {
-      route.upstream.report(target, false);
-      gateway.logger.warn({ reqId: id, upstream: route.upstream.name, target: target.origin, err: error }, 'websocket upstream unreachable');
-      answer(errorResponse(new GatewayError('TG_ERR_UPSTREAM_UNAVAILABLE'), id));
+  let answered = false;
+  let clientGone = false;
+  socket.once('close', () => {
+    clientGone = true;
+    request.destroy();
+  });
+  request.on('upgrade', (res: IncomingMessage, tunnel: Socket, upstreamHead: Buffer) => {
+    answered = true;
+    route.upstream.report(target, true);
+    tunnel.setNoDelay(true);
+    let text = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\n`;
+    for (let i = 0; i < res.rawHeaders.length; i += 2) text += `${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}\r\n`;
+    socket.write(`${text}\r\n`);
+    if (upstreamHead.length > 0) socket.write(upstreamHead);
+    if (head.length > 0) tunnel.write(head);
+    track(socket);
+    tunnel.pipe(socket);
+    socket.pipe(tunnel);
+    // Either side closing ends both.
+    tunnel.on('error', () => socket.destroy());
+    tunnel.once('close', () => socket.destroy());
+    socket.once('close', () => tunnel.destroy());
+  });
+  request.on('response', (res: IncomingMessage) => {
+    // Refused: the client gets the upstream's answer and the connection ends with it. Whatever it
+    // sent after the upgrade request is not forwarded (it was never a request the routes saw).
+    answered = true;
+    route.upstream.report(target, true);
+    let text = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`;
+    for (let i = 0; i < res.rawHeaders.length; i += 2) {
+      const name = res.rawHeaders[i]!.toLowerCase();
+      if (name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding' || name === 'upgrade' || name === 'proxy-connection') continue;
+      text += `${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}\r\n`;
+    }
+    socket.write(`${text}x-request-id: ${id}\r\nconnection: close\r\n\r\n`);
+    // Without a content-length the body is delimited by the close, so de-chunked bytes go as they are.
+    res.pipe(socket);
+    res.on('error', () => socket.destroy());
+  });
+  request.on('error', (error) => {
+    // A client that left is no verdict on the upstream.
+    if (answered || clientGone) {
+      socket.destroy();
       return;
     }
-    socket.destroy();
+    route.upstream.report(target, false);
+    gateway.logger.warn({ reqId: id, upstream: route.upstream.name, target: target.origin, err: error }, 'websocket upstream unreachable');
+    answer(errorResponse(new GatewayError('TG_ERR_UPSTREAM_UNAVAILABLE'), id));
   });
-  // Before the connection, 'error' answers the client (and that answer must get out); after, either
-  // side closing ends both.
-  upstream.once('close', () => {
-    if (connected) socket.destroy();
-  });
-  socket.once('close', () => upstream.destroy());
+  request.end();
 }
 
 /** An HTTP/1.1 response written straight onto the socket (no http.ServerResponse exists for an upgrade). */
