@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { createSecureServer, type Http2SecureServer } from 'node:http2';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
+import { WebSocket, WebSocketServer } from 'ws';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -64,5 +66,45 @@ describe('HTTPS upstreams', () => {
     const res = await send(`${gateway.url}/untrusted`);
     expect(res.status).to.equal(502);
     expect(versions.length, 'no request reached the upstream').to.equal(before);
+  });
+});
+
+describe('WebSockets to HTTPS upstreams', () => {
+  let server: HttpsServer;
+  let gateway: GatewayProcess;
+
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tollgate-upstream-wss-'));
+    const { cert, key } = makeCertificate(dir, 'upstream');
+    server = createHttpsServer({ cert: readFileSync(cert), key: readFileSync(key) });
+    new WebSocketServer({ server }).on('connection', (socket) => socket.on('message', (data) => socket.send(`echo ${String(data)}`)));
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    const origin = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    gateway = await startGateway(`
+      import { defineConfig } from '${CORE}';
+      export default defineConfig({
+        listen: { port: 0, host: '127.0.0.1' },
+        upstreams: { trusted: { targets: ['${origin}'], tls: { ca: '${cert}' } }, untrusted: { targets: ['${origin}'] } },
+        routes: [{ path: '/trusted', upstream: 'trusted' }, { path: '/untrusted', upstream: 'untrusted' }],
+      });
+    `);
+  });
+  after(async () => {
+    await gateway?.stop();
+    server?.close();
+  });
+
+  it("verifies the target with the upstream's tls.ca, as its pools do, and refuses one it cannot verify with 502", async () => {
+    const ws = gateway.url.replace('http:', 'ws:');
+    const socket = new WebSocket(`${ws}/trusted`);
+    await once(socket, 'open');
+    socket.send('hi');
+    const [data] = await once(socket, 'message');
+    expect(String(data)).to.equal('echo hi');
+    socket.close();
+    const refused = new WebSocket(`${ws}/untrusted`);
+    const [, res] = (await once(refused, 'unexpected-response')) as [unknown, { statusCode: number }];
+    expect(res.statusCode).to.equal(502);
   });
 });

@@ -83,7 +83,8 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     path: `${target.basePath}${ctx.upstreamRequest.path}`,
     headers: upstreamHeaders as OutgoingHttpHeaders,
     agent: false,
-    ...(secure ? { servername: hostname, ALPNProtocols: ['http/1.1'] } : {}),
+    // Verified as the upstream's pools verify (its `tls.ca`, `servername`, `rejectUnauthorized`).
+    ...(secure ? { servername: hostname, ALPNProtocols: ['http/1.1'], ...route.upstream.tls } : {}),
   });
   let answered = false;
   let clientGone = false;

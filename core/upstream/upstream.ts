@@ -45,10 +45,18 @@ export class Upstream {
   #retries = 0;
   #rotation = 0;
 
+  /** How `https:` targets are verified: the pools use it, and so do WebSocket upgrades. */
+  readonly tls: { readonly ca?: Buffer; readonly servername?: string; readonly rejectUnauthorized: boolean };
+
   constructor(name: string, config: ParsedUpstream, logger: Logger | null = null) {
     this.name = name;
     this.config = config;
     this.#logger = logger;
+    this.tls = {
+      ...(config.tls?.ca ? { ca: readFileSync(config.tls.ca) } : {}),
+      ...(config.tls?.servername ? { servername: config.tls.servername } : {}),
+      rejectUnauthorized: config.tls?.rejectUnauthorized ?? true,
+    };
     this.targets = config.targets.map((target) => ({
       origin: target.origin,
       host: target.host,
@@ -68,9 +76,7 @@ export class Upstream {
         allowH2: config.pool.http2,
         connect: {
           timeout: config.timeouts.connect,
-          ...(config.tls?.ca ? { ca: readFileSync(config.tls.ca) } : {}),
-          ...(config.tls?.servername ? { servername: config.tls.servername } : {}),
-          rejectUnauthorized: config.tls?.rejectUnauthorized ?? true,
+          ...this.tls,
         },
       }),
     }));
