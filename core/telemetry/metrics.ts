@@ -26,6 +26,52 @@ export function gauge(name: string, help: string, collect: (this: client.Gauge) 
   return new client.Gauge({ name, help, collect });
 }
 
+/** What a worker's span batchers have done with the gateway's spans since they started. */
+export interface SpanCounts {
+  readonly queued: number;
+  readonly dropped: number;
+  readonly exported: number;
+  readonly failed: number;
+}
+
+const spanSources = new Set<() => SpanCounts>();
+
+/**
+ * Reports a span batcher's counts on each scrape, under the OpenTelemetry SDK's own metric names,
+ * read when scraped so that recording a span costs no metric update. Returns the unregistration.
+ */
+export function countSpans(source: () => SpanCounts): () => void {
+  spanSources.add(source);
+  const sum = (field: keyof SpanCounts): number => {
+    let total = 0;
+    for (const read of spanSources) total += read()[field];
+    return total;
+  };
+  countedBy('otel_sdk_processor_span_processed_total', 'Spans the gateway recorded: queued for export, or dropped because the export queue was full (error_type="queue_full").', function () {
+    this.inc(sum('queued'));
+    this.inc({ error_type: 'queue_full' }, sum('dropped'));
+  });
+  countedBy('otel_sdk_exporter_span_exported_total', 'Spans whose export finished: sent, or lost with a failed export (error_type="export_failed").', function () {
+    this.inc(sum('exported'));
+    this.inc({ error_type: 'export_failed' }, sum('failed'));
+  });
+  return () => spanSources.delete(source);
+}
+
+/** A counter whose value is set by `collect` from counts kept elsewhere. */
+function countedBy(name: string, help: string, collect: (this: client.Counter<'error_type'>) => void): void {
+  if (client.register.getSingleMetric(name)) return;
+  new client.Counter({
+    name,
+    help,
+    labelNames: ['error_type'] as const,
+    collect(this: client.Counter<'error_type'>) {
+      this.reset();
+      collect.call(this);
+    },
+  });
+}
+
 /** What plugins get as `gw.metrics`. */
 export const pluginMetrics = {
   counter: <L extends string>(name: string, help: string, labelNames: readonly L[] = []) => counter<L>(name, help, labelNames),

@@ -4,6 +4,7 @@ import { ProtobufTraceSerializer } from '@opentelemetry/otlp-transformer';
 import { ExportResultCode } from '@opentelemetry/core';
 import type { Logger } from 'pino';
 import type { GatewaySpan, SpanSink } from './gateway-span.ts';
+import { countSpans, type SpanCounts } from './metrics.ts';
 import type { SpanBatch } from './otlp-encoding.ts';
 
 /** The batch span processor's settings, with its defaults and its `OTEL_BSP_*` variables. */
@@ -41,8 +42,11 @@ export class SpanBatcher implements SpanSink {
   readonly #logger: Logger;
   #inFlight = 0;
   #timer: NodeJS.Timeout | null = null;
+  #queued = 0;
   #dropped = 0;
+  #exported = 0;
   #failed = 0;
+  readonly #stopCounting: () => void;
   #lastWarning = 0;
 
   constructor(batch: SpanBatch, options: BatchOptions, exporter: ExporterOptions, logger: Logger) {
@@ -57,11 +61,12 @@ export class SpanBatcher implements SpanSink {
       { name: 'span', countItems: (request: EncodedBatch) => request.count },
       undefined,
     );
+    this.#stopCounting = countSpans(() => this.counts);
   }
 
-  /** Spans dropped because the queue was full or their export failed, since the worker started. */
-  get lost(): number {
-    return this.#dropped + this.#failed;
+  /** What became of the spans recorded so far (`otel_sdk_*` on /metrics). */
+  get counts(): SpanCounts {
+    return { queued: this.#queued, dropped: this.#dropped, exported: this.#exported, failed: this.#failed };
   }
 
   record(span: GatewaySpan): void {
@@ -72,6 +77,7 @@ export class SpanBatcher implements SpanSink {
       return;
     }
     batch.add(span);
+    this.#queued++;
     if (batch.count >= this.#options.maxExportBatchSize) this.#send();
     else if (this.#timer === null) {
       this.#timer = setTimeout(() => this.#send(), this.#options.scheduledDelayMillis);
@@ -88,6 +94,7 @@ export class SpanBatcher implements SpanSink {
   async shutdown(): Promise<void> {
     this.#send();
     await this.#delegate.shutdown();
+    this.#stopCounting();
   }
 
   #send(): void {
@@ -101,7 +108,10 @@ export class SpanBatcher implements SpanSink {
     this.#inFlight += count;
     this.#delegate.export({ bytes, count }, (result) => {
       this.#inFlight -= count;
-      if (result.code === ExportResultCode.SUCCESS) return;
+      if (result.code === ExportResultCode.SUCCESS) {
+        this.#exported += count;
+        return;
+      }
       this.#failed += count;
       this.#warn(`telemetry: span export failed (${result.error?.message ?? 'unknown error'}); ${this.#failed} spans lost so far`);
     });

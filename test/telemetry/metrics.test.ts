@@ -1,4 +1,7 @@
 import { expect } from 'chai';
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { CORE, PLUGINS, startGateway, type GatewayProcess } from '../support/gateway-process.ts';
 import { send } from '../support/http.ts';
 import { closedPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
@@ -73,5 +76,63 @@ describe('metrics', () => {
 
   it('requires the admin token', async () => {
     expect((await send(`${admin}/metrics`)).status).to.equal(401);
+  });
+});
+
+describe("metrics of the gateway's spans", () => {
+  let upstream: TestUpstream;
+  let collector: Server;
+  let gateway: GatewayProcess;
+  let admin: string;
+  let exports = 0;
+
+  before(async () => {
+    upstream = await startUpstream();
+    collector = createServer((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        exports++;
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
+      });
+    });
+    collector.listen(0, '127.0.0.1');
+    await once(collector, 'listening');
+    const adminPort = await closedPort();
+    admin = `http://127.0.0.1:${adminPort}`;
+    gateway = await startGateway(
+      `
+      import { defineConfig } from '${CORE}';
+      export default defineConfig({
+        listen: { port: 0, host: '127.0.0.1' },
+        admin: { port: ${adminPort}, token: '${TOKEN}' },
+        telemetry: { otlp: { endpoint: 'http://127.0.0.1:${(collector.address() as AddressInfo).port}' }, tracing: { sampleRatio: 1 } },
+        upstreams: { app: { targets: ['${upstream.url}'] } },
+        routes: [{ path: '/items/:id', upstream: 'app' }],
+      });
+    `,
+      { workers: 2, env: { OTEL_BSP_SCHEDULE_DELAY: '50' } },
+    );
+  });
+  after(async () => {
+    await gateway?.stop();
+    await upstream?.close();
+    collector?.close();
+  });
+
+  it("counts the spans queued and exported, over every worker, under the SDK's metric names", async () => {
+    for (let i = 0; i < 20; i++) expect((await send(`${gateway.url}/items/${i}`)).status).to.equal(200);
+    // A server and an upstream client span per request; exports leave 50 ms after a batch opens.
+    let samples: Sample[] = [];
+    for (let attempt = 0; attempt < 100; attempt++) {
+      const res = await send(`${admin}/metrics`, { headers: { authorization: `Bearer ${TOKEN}` } });
+      samples = parsePrometheus(res.text);
+      if (total(samples, 'otel_sdk_exporter_span_exported_total') >= 40) break;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(total(samples, 'otel_sdk_processor_span_processed_total')).to.equal(40);
+    expect(total(samples, 'otel_sdk_processor_span_processed_total', { error_type: 'queue_full' })).to.equal(0);
+    expect(total(samples, 'otel_sdk_exporter_span_exported_total')).to.equal(40);
+    expect(total(samples, 'otel_sdk_exporter_span_exported_total', { error_type: 'export_failed' })).to.equal(0);
+    expect(exports).to.be.at.least(1);
   });
 });

@@ -43,7 +43,7 @@ describe('span batcher', () => {
       endSpans(batcher, 25);
       await batcher.flush();
       expect(bodies).to.have.length(3);
-      expect(batcher.lost).to.equal(0);
+      expect(batcher.counts).to.deep.equal({ queued: 25, dropped: 0, exported: 25, failed: 0 });
       expect(warnings).to.deep.equal([]);
     } finally {
       await batcher.shutdown();
@@ -62,7 +62,7 @@ describe('span batcher', () => {
     const batcher = new SpanBatcher(batch(), { maxQueueSize: 8, maxExportBatchSize: 4, scheduledDelayMillis: 60_000 }, { url }, logger);
     try {
       endSpans(batcher, 20);
-      expect(batcher.lost).to.equal(12);
+      expect(batcher.counts).to.include({ queued: 8, dropped: 12 });
       expect(warnings.some((line) => /span queue full \(8\)/.test(line))).to.equal(true);
     } finally {
       const finished = batcher.shutdown();
@@ -78,7 +78,7 @@ describe('span batcher', () => {
     const batcher = new SpanBatcher(batch(), { maxQueueSize: 100, maxExportBatchSize: 100, scheduledDelayMillis: 60_000 }, { url: 'http://127.0.0.1:9/v1/traces' }, logger);
     endSpans(batcher, 5);
     await batcher.flush();
-    expect(batcher.lost).to.equal(5);
+    expect(batcher.counts).to.deep.equal({ queued: 5, dropped: 0, exported: 0, failed: 5 });
     expect(warnings.some((line) => /span export failed \(.+\); 5 spans lost so far/.test(line))).to.equal(true);
     await batcher.shutdown();
   });
