@@ -17,7 +17,7 @@ rmSync(OUT, { recursive: true, force: true });
 execFileSync(join(REPO, 'node_modules/.bin/tsc'), ['-p', join(REPO, 'tsconfig.build.json')], { stdio: 'inherit' });
 
 // The few modules in plain JavaScript (a worker runs them before any TypeScript) are copied as they are.
-for (const file of ['core/modules/stripped-sources.mjs', 'core/modules/stripped-sources.d.mts', 'core/cluster/worker-entry.mjs']) {
+for (const file of ['core/modules/stripped-sources.mjs', 'core/modules/stripped-sources.d.mts', 'core/cluster/worker-entry.mjs', 'core/offload/task-entry.mjs']) {
   mkdirSync(dirname(join(OUT, file)), { recursive: true });
   copyFileSync(join(REPO, file), join(OUT, file));
 }

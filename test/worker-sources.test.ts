@@ -2,32 +2,54 @@ import { expect } from 'chai';
 import { execFile } from 'node:child_process';
 import { chmodSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
-import { CORE, FIXTURE_PLUGINS, REPO, startGateway } from './support/gateway-process.ts';
+import { CORE, FIXTURE_PLUGINS, REPO, startGatewayFrom, writeConfig } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
 
 const run = promisify(execFile);
 const STRIPPED_SOURCES = join(REPO, 'core/modules/stripped-sources.mjs');
 
+// The config and a task module next to it, as a project lays them out: the plugin reports whether
+// the worker, and the offload thread that runs the task, loaded Node's type stripper.
 const reportConfig = `
-  import { defineConfig } from '${CORE}';
+  import { defineConfig, definePlugin, reply } from '${CORE}';
   import { moduleReport } from '${FIXTURE_PLUGINS}/module-report.ts';
+  const threadReport = definePlugin({
+    name: 'thread-report',
+    version: '1.0.0',
+    setup: async (_options, gw) => {
+      const task = await gw.offload.task<() => boolean>(new URL('./stripper-loaded.ts', import.meta.url));
+      return { onRequest: async () => reply.json(200, { typeStripper: await task.run(undefined as never, { mode: 'thread' }) }) };
+    },
+  });
   export default defineConfig({
     listen: { port: 0, host: '127.0.0.1' },
     upstreams: { app: { targets: ['http://127.0.0.1:9'] } },
-    routes: [{ path: '/report', upstream: 'app', plugins: [moduleReport()] }],
+    routes: [
+      { path: '/report', upstream: 'app', plugins: [moduleReport()] },
+      { path: '/thread-report', upstream: 'app', plugins: [threadReport()] },
+    ],
   });
 `;
 
-/** Asks the worker whether it loaded Node's type stripper. */
-async function workerLoadedTypeStripper(cacheDir: string): Promise<{ typeStripper: boolean; warnings: string[] }> {
-  const gateway = await startGateway(reportConfig, { env: { TOLLGATE_CACHE_DIR: cacheDir } });
+const stripperLoadedTask = `export default function stripperLoaded(): boolean {
+  return (process as unknown as { moduleLoadList: string[] }).moduleLoadList.some((name) => name.includes('amaro'));
+}
+`;
+
+/** Asks the worker and one of its offload threads whether they loaded Node's type stripper. */
+async function workerLoadedTypeStripper(cacheDir: string): Promise<{ typeStripper: boolean; threadTypeStripper: boolean; warnings: string[] }> {
+  const config = writeConfig(reportConfig);
+  writeFileSync(join(dirname(config), 'stripper-loaded.ts'), stripperLoadedTask);
+  const gateway = await startGatewayFrom(config, { env: { TOLLGATE_CACHE_DIR: cacheDir } });
   try {
     const res = await send(`${gateway.url}/report`);
     expect(res.status).to.equal(200);
+    const thread = await send(`${gateway.url}/thread-report`);
+    expect(thread.status).to.equal(200);
     const warnings = gateway.logs.filter((line) => line.level === 'warn').map((line) => String(line.msg));
-    return { typeStripper: (res.json() as { typeStripper: boolean }).typeStripper, warnings };
+    return { typeStripper: (res.json() as { typeStripper: boolean }).typeStripper, threadTypeStripper: (thread.json() as { typeStripper: boolean }).typeStripper, warnings };
   } finally {
     await gateway.stop();
   }
@@ -42,10 +64,11 @@ async function freshNode(script: string): Promise<string> {
 describe('stripped sources for workers', function () {
   this.timeout(60_000);
 
-  it('a worker never loads Node’s TypeScript stripper: the primary strips its modules, the config and its plugins', async () => {
+  it('a worker and its offload threads never load Node’s TypeScript stripper: the primary strips their modules', async () => {
     const cold = mkdtempSync(join(tmpdir(), 'tollgate-cache-'));
     const result = await workerLoadedTypeStripper(cold);
     expect(result.typeStripper).to.equal(false);
+    expect(result.threadTypeStripper).to.equal(false);
     expect(result.warnings).to.deep.equal([]);
     expect(readdirSync(cold).length).to.be.greaterThan(50);
   });
@@ -55,6 +78,7 @@ describe('stripped sources for workers', function () {
     chmodSync(shared, 0o777);
     const result = await workerLoadedTypeStripper(shared);
     expect(result.typeStripper).to.equal(true);
+    expect(result.threadTypeStripper).to.equal(true);
     expect(result.warnings.join('\n')).to.match(/writable by other users.*TOLLGATE_CACHE_DIR/);
     expect(readdirSync(shared)).to.deep.equal([]);
   });

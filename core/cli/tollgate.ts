@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load-config.ts';
 import { runPrimary } from '../cluster/primary.ts';
-import { prepareWorkerSources } from '../cluster/worker-sources.ts';
+import { prepareConfigFolder, prepareWorkerSources } from '../cluster/worker-sources.ts';
 import bcrypt from 'bcryptjs';
 import { hashKey, newKey } from '../../plugins/key-auth/key-hash.ts';
 import { newPlugin } from './new-plugin.ts';
@@ -126,9 +126,10 @@ async function reload(configPath: string | undefined): Promise<number> {
 
 async function check(configPath: string | undefined): Promise<number> {
   // A reload checks the new config here first: its modules are then stripped for the new workers.
-  prepareWorkerSources(null);
+  const strippedSources = prepareWorkerSources(null);
   try {
     const { filepath, config } = await loadConfig({ path: configPath });
+    prepareConfigFolder(strippedSources, filepath);
     const plugins = new Set([...config.plugins, ...config.routes.flatMap((route) => route.plugins)].map((p) => p.plugin.name));
     process.stdout.write(
       `config OK: ${filepath}\n` +

@@ -18,7 +18,7 @@ import type { Server } from 'node:http';
 import { siblingModule } from '../sibling-module.ts';
 import { purgeProblem, type PurgeOutcome, type PurgeTarget } from '../cache/purge.ts';
 import { workerExecArgv } from './worker-v8-flags.ts';
-import { ENV_STRIPPED_SOURCES, prepareWorkerSources } from './worker-sources.ts';
+import { ENV_STRIPPED_SOURCES, prepareConfigFolder, prepareWorkerSources } from './worker-sources.ts';
 
 export interface PrimaryOptions {
   configPath?: string | undefined;
@@ -102,6 +102,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     return 1;
   }
   logger.level = config.log.level;
+  prepareConfigFolder(strippedSources, filepath);
 
   // Port 0 is resolved once here: a worker respawned after the last one died would otherwise listen
   // on a different random port.

@@ -1,8 +1,9 @@
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from 'pino';
-import { openStrippedSources, storeLoadedModules, storeModulesUnder } from '../modules/stripped-sources.mjs';
+import { openStrippedSources, pruneStrippedSources, storeLoadedModules, storeModulesUnder } from '../modules/stripped-sources.mjs';
 
-/** Env var naming the directory of stripped sources a worker loads its TypeScript from. */
+/** Env var naming the directory of stripped sources a worker (and its threads) load TypeScript from. */
 export const ENV_STRIPPED_SOURCES = 'TOLLGATE_STRIPPED_SOURCES';
 
 const TOLLGATE_ROOT = new URL('../../', import.meta.url);
@@ -19,7 +20,16 @@ export function prepareWorkerSources(logger: Logger | null): string | null {
     logger?.warn(`workers will strip TypeScript themselves (about 17 MiB each): no cache directory for stripped sources (${opened.error}); set TOLLGATE_CACHE_DIR`);
     return null;
   }
+  pruneStrippedSources(opened.dir);
   storeLoadedModules(opened.dir);
   for (const folder of ['core', 'plugins']) storeModulesUnder(opened.dir, fileURLToPath(new URL(folder, TOLLGATE_ROOT)));
   return opened.dir;
+}
+
+/**
+ * Strips the modules next to the config: task modules for worker threads are imported only by the
+ * workers, never by this process, so they are found by their folder instead.
+ */
+export function prepareConfigFolder(dir: string | null, configPath: string): void {
+  if (dir !== null) storeModulesUnder(dir, dirname(configPath));
 }

@@ -3,7 +3,7 @@
 // which holds ~17 MiB of resident memory for the life of the process. Workers are many and long
 // lived; the primary strips every module once, and workers load the JavaScript it left here.
 import { createHash } from 'node:crypto';
-import { lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { findPackageJSON, registerHooks, stripTypeScriptTypes } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -74,12 +74,7 @@ function typeScriptFile(url) {
 /** Writes a module's stripped JavaScript unless it is there already (atomically: workers may be reading). */
 function store(dir, url, source) {
   const path = entryPath(dir, url, source);
-  try {
-    lstatSync(path);
-    return;
-  } catch {
-    // not cached yet
-  }
+  if (existsSync(path)) return;
   const temporary = `${path}.${process.pid}.tmp`;
   writeFileSync(temporary, strip(source), { mode: 0o600 });
   renameSync(temporary, path);
@@ -121,27 +116,70 @@ export function storeLoadedModules(dir) {
   });
 }
 
+// Folders a project's own modules are not in: packages (Node does not strip under node_modules),
+// build output, and tools' hidden folders.
+const SKIPPED_FOLDERS = new Set(['node_modules', 'dist', 'build', 'coverage']);
+
 /**
- * Strips every ES module under `root` (tollgate's own sources, which only workers load) into `dir`.
- * A package whose type is not "module" is skipped: its .ts files are not ES modules by default.
+ * Strips the TypeScript ES modules under `root` into `dir`, up to `limit` files: tollgate's own
+ * sources, and the config's folder, where the task modules that only workers and their threads
+ * import usually live. Files Node would load as CommonJS are left alone.
  * @returns {number} the modules stripped now (the others were cached already)
  */
-export function storeModulesUnder(dir, root) {
+export function storeModulesUnder(dir, root, limit = 2_000) {
   let stored = 0;
-  for (const entry of readdirSync(root, { recursive: true, withFileTypes: true })) {
-    if (!entry.isFile() || !TYPESCRIPT.test(entry.name) || entry.name.endsWith('.d.ts') || entry.name.endsWith('.d.mts')) continue;
-    const url = pathToFileURL(join(entry.parentPath, entry.name)).href;
-    if (url.includes('/node_modules/') || (entry.name.endsWith('.ts') && packageType(url) !== 'module')) continue;
-    const source = readFileSync(join(entry.parentPath, entry.name), 'utf8');
-    const path = entryPath(dir, url, source);
+  let seen = 0;
+  const folders = [root];
+  while (folders.length > 0 && seen < limit) {
+    const folder = folders.pop();
+    let entries;
     try {
-      lstatSync(path);
+      entries = readdirSync(folder, { withFileTypes: true });
     } catch {
-      store(dir, url, source);
-      stored++;
+      continue;
+    }
+    for (const entry of entries) {
+      const path = join(folder, entry.name);
+      if (entry.isDirectory()) {
+        if (!entry.name.startsWith('.') && !SKIPPED_FOLDERS.has(entry.name)) folders.push(path);
+        continue;
+      }
+      if (!entry.isFile() || !TYPESCRIPT.test(entry.name) || /\.d\.m?ts$/.test(entry.name) || ++seen > limit) continue;
+      const url = pathToFileURL(path).href;
+      try {
+        const source = readFileSync(path, 'utf8');
+        if (!isModule(url, source)) continue;
+        if (existsSync(entryPath(dir, url, source))) continue;
+        store(dir, url, source);
+        stored++;
+      } catch {
+        // A file that cannot be read or stripped is left to the worker, which reports it properly.
+      }
     }
   }
   return stored;
+}
+
+/**
+ * Whether Node loads the file as an ES module: .mts always; .ts in a package of type "module"; and,
+ * as Node detects it, a .ts outside any typed package that has import or export statements.
+ */
+function isModule(url, source) {
+  if (url.endsWith('.mts')) return true;
+  const type = packageType(url);
+  return type === 'module' || (type === '' && /^(import|export)[\s{*]/m.test(source));
+}
+
+/** Removes stripped copies not written for `maxAgeMs` (edited files leave their old copies behind). */
+export function pruneStrippedSources(dir, maxAgeMs = 7 * 24 * 3600 * 1000) {
+  const oldest = Date.now() - maxAgeMs;
+  for (const name of readdirSync(dir)) {
+    try {
+      if (statSync(join(dir, name)).mtimeMs < oldest) unlinkSync(join(dir, name));
+    } catch {
+      // gone already (another primary pruning)
+    }
+  }
 }
 
 /**

@@ -7,7 +7,6 @@ import { GatewayError } from '../errors.ts';
 import { counter, histogram } from '../telemetry/metrics.ts';
 import { offloadThreads } from './pool-size.ts';
 import { loadTask, ownsWholeBuffer, type TaskMessage } from './task-runner.ts';
-import { siblingModule } from '../sibling-module.ts';
 
 export interface OffloadRunOptions {
   /**
@@ -57,7 +56,8 @@ export interface Offload {
   task<Fn extends AnyTask>(module: URL | string, options?: { export?: string; name?: string }): Promise<OffloadTask<Parameters<Fn>[0], Awaited<ReturnType<Fn>>>>;
 }
 
-const RUNNER = fileURLToPath(siblingModule(import.meta.url, './task-runner'));
+// Threads start in plain JavaScript, which loads the primary's stripped sources before the runner.
+const RUNNER = fileURLToPath(new URL('./task-entry.mjs', import.meta.url));
 
 /**
  * One piscina pool per cluster worker, created when the first task is loaded (a gateway whose
