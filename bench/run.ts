@@ -43,6 +43,8 @@ interface Subject {
   pids: number[];
   /** Pids whose RSS is reported (the largest): tollgate's workers, not its primary; else `pids`. */
   rssPids?: number[];
+  /** The load generator runs on any core too (the subject is spread over both). */
+  loadUnpinned?: boolean;
 }
 
 const children: ChildProcess[] = [];
@@ -71,7 +73,7 @@ async function tollgateSubject(name: string, options: Omit<Parameters<typeof sta
   });
   children.push(gateway.child);
   if (profile) profiled = { name, child: gateway.child };
-  subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.pids, rssPids: gateway.workerPids, ...(headers ? { headers } : {}) });
+  subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.pids, rssPids: gateway.workerPids, ...(options.pinned === false ? { loadUnpinned: true } : {}), ...(headers ? { headers } : {}) });
 }
 
 // The bench process itself (and autocannon, when it is the load generator) stays off the proxy's core.
@@ -89,7 +91,8 @@ if (nginx) {
   subjects.push({ name: 'nginx (1 worker)', url: `http://127.0.0.1:${nginx.port}/items`, pids: nginx.pids });
 }
 await tollgateSubject('tollgate (1 worker)', {});
-// Two workers, unpinned: both cores, shared with the upstream and the load generator.
+// Two workers, unpinned: both cores, shared with the upstream (on the load side's core) and the load
+// generator, which runs unpinned for this subject so the kernel can place it as it places the workers.
 await tollgateSubject('tollgate (2 workers, unpinned)', { workers: 2, pinned: false });
 // The Node peers, from bench/peers (npm install --prefix bench/peers), on the proxy's core too.
 for (const [name, script] of [['fast-gateway 5', 'fast-gateway.ts'], ['fastify 5 + @fastify/http-proxy', 'fastify-proxy.ts']] as const) {
@@ -165,14 +168,14 @@ console.log(
 );
 
 for (const subject of subjects) {
-  await load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: PIN ? LOAD_CPUS : undefined, headers: subject.headers });
+  await load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: PIN && !subject.loadUnpinned ? LOAD_CPUS : undefined, headers: subject.headers });
 }
 
 const results = new Map<string, { load: LoadResult; cpuUsPerRequest: number | null; rssMiB: number | null }[]>();
 for (let round = 1; round <= ROUNDS; round++) {
   for (const subject of subjects) {
     const cpuBefore = cpuTicks(subject.pids);
-    const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN ? LOAD_CPUS : undefined, headers: subject.headers });
+    const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN && !subject.loadUnpinned ? LOAD_CPUS : undefined, headers: subject.headers });
     const cpuUs = subject.pids.length ? ((cpuTicks(subject.pids) - cpuBefore) / CLK_TCK) * 1e6 : null;
     const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests, rssMiB: subject.pids.length ? largestRssMiB(subject.rssPids ?? subject.pids) : null };
     results.set(subject.name, [...(results.get(subject.name) ?? []), entry]);
