@@ -1,6 +1,6 @@
 import { request as httpRequest, STATUS_CODES, type IncomingMessage, type OutgoingHttpHeaders } from 'node:http';
 import { request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { isPromise, runRequestHooks } from '../chain.ts';
 import { IncomingRequest, RequestContext, type GatewayResponse } from '../context.ts';
@@ -84,7 +84,8 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     headers: upstreamHeaders as OutgoingHttpHeaders,
     agent: false,
     // Verified as the upstream's pools verify (its `tls.ca`, `servername`, `rejectUnauthorized`).
-    ...(secure ? { servername: hostname, ALPNProtocols: ['http/1.1'], ...route.upstream.tls } : {}),
+    // SNI carries names only (RFC 6066): an IP target gets none.
+    ...(secure ? { ...(isIP(hostname) ? {} : { servername: hostname }), ALPNProtocols: ['http/1.1'], ...route.upstream.tls } : {}),
   });
   let answered = false;
   let clientGone = false;
