@@ -135,6 +135,7 @@ describe('websocket: an upgrade the upstream refuses', () => {
     // An upstream that speaks no WebSocket: it answers every request, upgrade or not, and keeps the
     // connection open for more.
     upstream = await startUpstream((req, res) => {
+      if (req.url === '/silent') return; // takes the upgrade and never answers
       res.writeHead(req.headers.upgrade ? 426 : 200, { 'content-type': 'text/plain', upgrade: 'websocket' }).end(req.headers.upgrade ? 'upgrade required' : 'secret');
     });
     gateway = await startGateway(`
@@ -146,6 +147,7 @@ describe('websocket: an upgrade the upstream refuses', () => {
         routes: [
           { path: '/admin', upstream: 'app', plugins: [keyAuth({ consumers: { alice: { keyHashes: ['${hashKey('alice-key')}'] } } })] },
           { path: '/ws', upstream: 'app' },
+          { path: '/silent', upstream: 'app', timeouts: { headers: '300ms' } },
         ],
       });
     `);
@@ -166,5 +168,12 @@ describe('websocket: an upgrade the upstream refuses', () => {
     expect(statuses(text)).to.deep.equal([426]);
     expect(text).to.match(/\r\nconnection: close\r\n/i).and.to.include('upgrade required').and.not.to.include('secret');
     expect(upstream.requests.map((request) => request.url)).to.deep.equal(['/ws']);
+  });
+
+  it("answers 504 when the upstream takes the upgrade and never answers, within the route's headers timeout", async () => {
+    const { text, timedOut } = await rawExchange(gateway.port, 'GET /silent HTTP/1.1\r\nHost: gw\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n');
+    expect(timedOut).to.equal(false);
+    expect(statuses(text)).to.deep.equal([504]);
+    expect(text).to.include('TG_ERR_UPSTREAM_TIMEOUT');
   });
 });

@@ -89,12 +89,25 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
   });
   let answered = false;
   let clientGone = false;
+  // An upstream that takes the connection and never answers must not hold the client forever: the
+  // wait for its answer (connecting included) is bounded by the route's headers timeout.
+  const waitMs = route.timeouts.headers ?? route.upstream.config.timeouts.headers;
+  const deadline = setTimeout(() => {
+    if (answered || clientGone) return;
+    answered = true;
+    request.destroy();
+    gateway.logger.warn({ reqId: id, upstream: route.upstream.name, target: target.origin, waitMs }, 'websocket upstream did not answer the upgrade in time');
+    answer(errorResponse(new GatewayError('TG_ERR_UPSTREAM_TIMEOUT'), id));
+  }, waitMs);
   socket.once('close', () => {
     clientGone = true;
+    clearTimeout(deadline);
     request.destroy();
   });
   request.on('upgrade', (res: IncomingMessage, tunnel: Socket, upstreamHead: Buffer) => {
+    if (answered) return tunnel.destroy();
     answered = true;
+    clearTimeout(deadline);
     route.upstream.report(target, true);
     tunnel.setNoDelay(true);
     let text = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\n`;
@@ -113,7 +126,9 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
   request.on('response', (res: IncomingMessage) => {
     // Refused: the client gets the upstream's answer and the connection ends with it. Whatever it
     // sent after the upgrade request is not forwarded (it was never a request the routes saw).
+    if (answered) return res.destroy();
     answered = true;
+    clearTimeout(deadline);
     route.upstream.report(target, true);
     let text = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`;
     for (let i = 0; i < res.rawHeaders.length; i += 2) {
@@ -129,9 +144,11 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
   request.on('error', (error) => {
     // A client that left is no verdict on the upstream.
     if (answered || clientGone) {
-      socket.destroy();
+      // An answer already written (the timeout's) still goes out; a relayed one cut short does not.
+      if (!socket.writableEnded) socket.destroy();
       return;
     }
+    clearTimeout(deadline);
     route.upstream.report(target, false);
     gateway.logger.warn({ reqId: id, upstream: route.upstream.name, target: target.origin, err: error }, 'websocket upstream unreachable');
     answer(errorResponse(new GatewayError('TG_ERR_UPSTREAM_UNAVAILABLE'), id));
