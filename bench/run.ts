@@ -9,7 +9,7 @@
  * the subjects whose names contain one of the given words (the upstream and bare tollgate always run,
  * as the baselines of the ratios).
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -33,6 +33,7 @@ const REPO = fileURLToPath(new URL('../', import.meta.url));
 const PIN = availableParallelism() >= 2;
 const PROXY_CPU = '0';
 const LOAD_CPUS = `1-${availableParallelism() - 1}`;
+const ALL_CPUS = `0-${availableParallelism() - 1}`;
 const CLK_TCK = 100;
 
 interface Subject {
@@ -43,7 +44,7 @@ interface Subject {
   pids: number[];
   /** Pids whose RSS is reported (the largest): tollgate's workers, not its primary; else `pids`. */
   rssPids?: number[];
-  /** The load generator runs on any core too (the subject is spread over both). */
+  /** The load generator and the upstream run on any core too (the subject is spread over all of them). */
   loadUnpinned?: boolean;
 }
 
@@ -79,7 +80,7 @@ async function tollgateSubject(name: string, options: Omit<Parameters<typeof sta
 // The bench process itself (and autocannon, when it is the load generator) stays off the proxy's core.
 if (PIN) await new Promise((resolve) => spawn('taskset', ['-a', '-pc', LOAD_CPUS, String(process.pid)], { stdio: 'ignore' }).once('exit', resolve));
 const load = await pickLoadGenerator();
-const upstreamPort = await startUpstream();
+const { port: upstreamPort, pid: upstreamPid } = await startUpstream();
 const upstreamUrl = `http://127.0.0.1:${upstreamPort}/items`;
 const subjects: Subject[] = [{ name: 'upstream direct', url: upstreamUrl, pids: [] }];
 const nginx = await startNginx(upstreamPort, PIN ? PROXY_CPU : undefined).catch((error: Error) => {
@@ -91,8 +92,9 @@ if (nginx) {
   subjects.push({ name: 'nginx (1 worker)', url: `http://127.0.0.1:${nginx.port}/items`, pids: nginx.pids });
 }
 await tollgateSubject('tollgate (1 worker)', {});
-// Two workers, unpinned: both cores, shared with the upstream (on the load side's core) and the load
-// generator, which runs unpinned for this subject so the kernel can place it as it places the workers.
+// Two workers, unpinned: both cores, shared with the upstream and the load generator, which are
+// unpinned for this subject too. Left on one core, the upstream got a third of it next to a worker and
+// wrk, and two workers measured half of one.
 await tollgateSubject('tollgate (2 workers, unpinned)', { workers: 2, pinned: false });
 // The Node peers, from bench/peers (npm install --prefix bench/peers), on the proxy's core too.
 for (const [name, script] of [['fast-gateway 5', 'fast-gateway.ts'], ['fastify 5 + @fastify/http-proxy', 'fastify-proxy.ts']] as const) {
@@ -136,7 +138,7 @@ if (redis) {
 await tollgateSubject('tollgate + cache hit', { plugins: `[cache({ ttl: '1h' })]` });
 
 // Tracing, exporting to a local OTLP sink (on the load side's core), at 100 % and 0 % sampling.
-const sinkPort = await startChild('bench/otlp-sink.ts');
+const { port: sinkPort } = await startChild('bench/otlp-sink.ts');
 for (const [name, ratio, protocol] of [['tracing 100 %', 1, 'http/protobuf'], ['tracing 100 %, json', 1, 'http/json'], ['tracing 0 %', 0, 'http/protobuf']] as const) {
   const telemetry = `{ otlp: { endpoint: 'http://127.0.0.1:${sinkPort}', protocol: '${protocol}' }, tracing: { sampleRatio: ${ratio} } }`;
   await tollgateSubject(name, { telemetry });
@@ -174,9 +176,11 @@ for (const subject of subjects) {
 const results = new Map<string, { load: LoadResult; cpuUsPerRequest: number | null; rssMiB: number | null }[]>();
 for (let round = 1; round <= ROUNDS; round++) {
   for (const subject of subjects) {
+    if (PIN && subject.loadUnpinned) pin(upstreamPid, ALL_CPUS);
     const cpuBefore = cpuTicks(subject.pids);
     const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN && !subject.loadUnpinned ? LOAD_CPUS : undefined, headers: subject.headers });
     const cpuUs = subject.pids.length ? ((cpuTicks(subject.pids) - cpuBefore) / CLK_TCK) * 1e6 : null;
+    if (PIN && subject.loadUnpinned) pin(upstreamPid, LOAD_CPUS);
     const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests, rssMiB: subject.pids.length ? largestRssMiB(subject.rssPids ?? subject.pids) : null };
     results.set(subject.name, [...(results.get(subject.name) ?? []), entry]);
     console.log(
@@ -253,7 +257,7 @@ async function authScenarios(): Promise<{ name: string; plugins: string; headers
   return scenarios;
 }
 
-async function startUpstream(): Promise<number> {
+async function startUpstream(): Promise<{ port: number; pid: number }> {
   return startChild('bench/upstream.ts');
 }
 
@@ -277,12 +281,16 @@ function largestRssMiB(pids: number[]): number {
 }
 
 /** Forks a helper server (upstream, OTLP sink) on the load side's cores; resolves with its port. */
-async function startChild(script: string): Promise<number> {
+async function startChild(script: string): Promise<{ port: number; pid: number }> {
   const child = fork(join(REPO, script), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.push(child);
   const [message] = (await once(child, 'message')) as [{ port: number }];
-  if (PIN) spawn('taskset', ['-pc', LOAD_CPUS, String(child.pid)], { stdio: 'ignore' });
-  return message.port;
+  if (PIN) pin(child.pid!, LOAD_CPUS);
+  return { port: message.port, pid: child.pid! };
+}
+
+function pin(pid: number, cpus: string): void {
+  execFileSync('taskset', ['-a', '-pc', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 function cpuTicks(pids: number[]): number {
