@@ -93,6 +93,17 @@ export class RedisConnection {
     }
   }
 
+  /**
+   * Whether a command now would be refused at once (not connected, or failing recently and not yet
+   * due for a probe); counted as a refused command when it would. A hot path asks this first
+   * instead of paying, per request, for a command that fails and the error that says so.
+   */
+  refusesNow(): boolean {
+    const refuses = this.client.status !== 'ready' || (this.#circuitOpen() && (this.#probing || Date.now() < this.#openUntil));
+    if (refuses) unavailable.inc();
+    return refuses;
+  }
+
   /** Sends QUIT, or drops the connection if Redis does not answer within `deadlineMs`. */
   async close(deadlineMs = 1_000): Promise<void> {
     this.#closing = true;

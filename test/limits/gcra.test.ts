@@ -196,8 +196,9 @@ describe('redis limit scripts', () => {
     expect((await store.take('k3')).remaining[0]).to.equal(3);
   });
 
-  it('fails fast with TG_ERR_REDIS_UNAVAILABLE when Redis is frozen, then stays away for a cooldown', async () => {
+  it('fails fast with TG_ERR_REDIS_UNAVAILABLE when Redis is frozen, then stays away for a cooldown (and says so before being asked)', async () => {
     const store = new RedisLimits(connection, [limit(5, 60_000)]);
+    expect(connection.refusesNow()).to.equal(false);
     redis.freeze();
     try {
       const error = await store.take('k4').catch((e: unknown) => e);
@@ -205,6 +206,8 @@ describe('redis limit scripts', () => {
       const again = await store.take('k4').catch((e: unknown) => e);
       expect(again).to.have.property('code', 'TG_ERR_REDIS_UNAVAILABLE');
       expect((again as { logDetail: string }).logDetail).to.equal('redis: recent commands failed');
+      // What the rate limit asks first, so that an outage does not cost each request a failed command.
+      expect(connection.refusesNow()).to.equal(true);
     } finally {
       redis.thaw();
     }
