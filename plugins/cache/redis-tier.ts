@@ -28,6 +28,8 @@ export class RedisCacheTier {
 
   /** The stored variant for a request, or null (a miss, or Redis unavailable). */
   async get(primary: string, keyFor: (vary: readonly string[]) => string): Promise<{ entry: CacheEntry; vary: string[] } | null> {
+    // While Redis is known to be down a lookup is a miss at once, not a failed command per request.
+    if (this.#redis.refusesNow()) return null;
     try {
       const tag = hashTag(primary);
       const varyText = await this.#redis.run((client) => client.get(`cache:${tag}:vary`));
@@ -46,7 +48,7 @@ export class RedisCacheTier {
 
   /** Stores an entry for `ttlMs` (its freshness and the stale windows it may still serve in). */
   set(entry: CacheEntry, vary: readonly string[], ttlMs: number): void {
-    if (ttlMs <= 0) return;
+    if (ttlMs <= 0 || this.#redis.refusesNow()) return;
     const { body, ...meta } = entry;
     const json = Buffer.from(JSON.stringify(meta));
     const length = Buffer.alloc(4);
