@@ -111,6 +111,18 @@ describe('websocket', () => {
     for (const r of results) if (r instanceof WebSocket) r.close();
   });
 
+  it('logs one access line per upgrade: when its tunnel closes (101) and when it is refused, with the code', async () => {
+    const socket = (await open(`${ws}/open`)) as WebSocket;
+    expect(await echo(socket, 'logged')).to.equal('logged');
+    socket.close();
+    const tunnel = await gateway.waitForLog((line) => line.msg === 'request' && line.websocket === true && line.path === '/open');
+    expect(tunnel).to.include({ method: 'GET', route: '* /open', status: 101, upstream: upstream.url, code: null });
+    expect(tunnel.upstreamMs).to.be.a('number');
+    expect(await open(`${ws}/chat`)).to.equal(401);
+    const refused = await gateway.waitForLog((line) => line.msg === 'request' && line.websocket === true && line.path === '/chat' && line.status === 401);
+    expect(refused.code).to.equal('TG_ERR_UNAUTHORIZED');
+  });
+
   it('answers 404 for an upgrade no route matches, and 502 when the upstream cannot be reached', async () => {
     expect(await open(`${ws}/nowhere`)).to.equal(404);
     expect(await open(`${ws}/gone`)).to.equal(502);

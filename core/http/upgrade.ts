@@ -34,15 +34,43 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
   const queryAt = url.indexOf('?');
   const query = queryAt === -1 ? '' : url.slice(queryAt + 1);
   const method = req.method ?? 'GET';
-  const answer = (response: GatewayResponse): void => writeResponse(socket, response, id);
+  const startedAt = performance.now();
+  let routeName: string | null = null;
+  let upstreamOrigin: string | null = null;
+  // One access-log line per upgrade, as for a request: when it is answered without a tunnel, or
+  // when its tunnel closes (status 101, `ms` the tunnel's life).
+  const log = (status: number, error: GatewayError | null, upstreamMs: number | null): void => {
+    if (!gateway.config.log.accessLog && error === null) return;
+    const entry = {
+      reqId: id,
+      method,
+      path: queryAt === -1 ? url : url.slice(0, queryAt),
+      route: routeName,
+      status,
+      ms: Math.round((performance.now() - startedAt) * 100) / 100,
+      upstream: upstreamOrigin,
+      upstreamMs,
+      websocket: true,
+      code: error?.code ?? null,
+      err: error?.logDetail ?? error?.message ?? null,
+    };
+    if (error !== null && error.status >= 500) gateway.logger.warn(entry, 'request');
+    else gateway.logger.info(entry, 'request');
+  };
+  const answer = (response: GatewayResponse, error: GatewayError | null = null): void => {
+    writeResponse(socket, response, id);
+    log(response.status, error, null);
+  };
+  const fail = (error: GatewayError): void => answer(errorResponse(error, id), error);
 
-  if (gateway.draining) return answer(errorResponse(new GatewayError('TG_ERR_UPSTREAM_OVERLOADED', 'The gateway is shutting down'), id));
+  if (gateway.draining) return fail(new GatewayError('TG_ERR_UPSTREAM_OVERLOADED', 'The gateway is shutting down'));
   const server = gateway.config.server;
   const path = checkRequestHead(req, url, queryAt === -1 ? url : url.slice(0, queryAt), server);
-  if (typeof path !== 'string') return answer(errorResponse(path, id));
+  if (typeof path !== 'string') return fail(path);
   const found = gateway.router.find(method, requestHost(req), path);
-  if (found === null || isMethodMismatch(found)) return answer(errorResponse(new GatewayError('TG_ERR_ROUTE_NOT_FOUND', `No route matches ${method} ${path}`), id));
+  if (found === null || isMethodMismatch(found)) return fail(new GatewayError('TG_ERR_ROUTE_NOT_FOUND', `No route matches ${method} ${path}`));
   const route = found.value;
+  routeName = route.info.name;
   const rewritten = route.rewritePath(path, found.params);
   const headers = buildUpstreamHeaders(req, { trusted: gateway.trusted, consumerHeader: gateway.config.consumerHeader, requestId: id, protocol: gateway.protocol, dropUnderscores: server.headersWithUnderscores === 'drop' });
   const ctx = new RequestContext(
@@ -59,11 +87,12 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     const reply = isPromise(pending) ? await pending : pending;
     if (reply !== undefined) return answer(responseFromReply(reply));
   } catch (error) {
-    return answer(errorResponse(GatewayError.is(error) ? error : new GatewayError('TG_ERR_PLUGIN_FAILED', undefined, { cause: error }), id));
+    return fail(GatewayError.is(error) ? error : new GatewayError('TG_ERR_PLUGIN_FAILED', undefined, { cause: error }));
   }
 
   const target = route.upstream.pick(ctx, null);
-  if (target === null) return answer(errorResponse(new GatewayError('TG_ERR_NO_HEALTHY_UPSTREAM'), id));
+  if (target === null) return fail(new GatewayError('TG_ERR_NO_HEALTHY_UPSTREAM'));
+  upstreamOrigin = target.origin;
   const upstreamHeaders = ctx.upstreamRequest.headers.toRecord();
   upstreamHeaders.host = route.preserveHost ? requestHost(req) ?? target.host : target.host;
   if (ctx.consumer !== null) upstreamHeaders[route.consumerHeader] = ctx.consumer.id;
@@ -96,8 +125,7 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     if (answered || clientGone) return;
     answered = true;
     request.destroy();
-    gateway.logger.warn({ reqId: id, upstream: route.upstream.name, target: target.origin, waitMs }, 'websocket upstream did not answer the upgrade in time');
-    answer(errorResponse(new GatewayError('TG_ERR_UPSTREAM_TIMEOUT'), id));
+    fail(new GatewayError('TG_ERR_UPSTREAM_TIMEOUT', undefined, { logDetail: `no answer to the upgrade within ${waitMs} ms` }));
   }, waitMs);
   socket.once('close', () => {
     clientGone = true;
@@ -109,6 +137,8 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     answered = true;
     clearTimeout(deadline);
     route.upstream.report(target, true);
+    const upstreamMs = Math.round((performance.now() - startedAt) * 100) / 100;
+    socket.once('close', () => log(101, null, upstreamMs));
     tunnel.setNoDelay(true);
     let text = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\n`;
     for (let i = 0; i < res.rawHeaders.length; i += 2) text += `${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}\r\n`;
@@ -130,6 +160,7 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     answered = true;
     clearTimeout(deadline);
     route.upstream.report(target, true);
+    log(res.statusCode ?? 502, null, Math.round((performance.now() - startedAt) * 100) / 100);
     let text = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`;
     for (let i = 0; i < res.rawHeaders.length; i += 2) {
       const name = res.rawHeaders[i]!.toLowerCase();
@@ -150,8 +181,7 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     }
     clearTimeout(deadline);
     route.upstream.report(target, false);
-    gateway.logger.warn({ reqId: id, upstream: route.upstream.name, target: target.origin, err: error }, 'websocket upstream unreachable');
-    answer(errorResponse(new GatewayError('TG_ERR_UPSTREAM_UNAVAILABLE'), id));
+    fail(new GatewayError('TG_ERR_UPSTREAM_UNAVAILABLE', undefined, { logDetail: (error as Error).message }));
   });
   request.end();
 }
