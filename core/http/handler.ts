@@ -8,6 +8,7 @@ import type { GatewayMetrics } from '../telemetry/metrics.ts';
 import { endRequestSpans, traceAsyncHook, type RequestTrace, type Tracing } from '../telemetry/tracing.ts';
 import { forward } from '../upstream/forward.ts';
 import { toUpstreamError } from '../upstream/upstream-errors.ts';
+import { roundMs, writeAccessLine } from './access-log.ts';
 import { HeaderMap } from './header-map.ts';
 import { buildUpstreamHeaders, requestHost } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
@@ -289,18 +290,13 @@ function logAccess(gateway: Gateway, ctx: RequestContext, res: ServerResponse): 
     path: ctx.request.path,
     route: ctx.route?.name ?? null,
     status: finalStatus(res),
-    ms: round(performance.now() - ctx.startedAt),
+    ms: roundMs(performance.now() - ctx.startedAt),
     upstream: ctx.upstreamTarget,
-    upstreamMs: ctx.upstreamHeadersMs === null ? null : round(ctx.upstreamHeadersMs),
+    upstreamMs: ctx.upstreamHeadersMs === null ? null : roundMs(ctx.upstreamHeadersMs),
     aborted,
     code: error?.code ?? null,
     err: error?.logDetail ?? error?.message ?? null,
     ...(ctx[kRequestTrace] === null ? {} : { traceId: ctx[kRequestTrace].span.traceId }),
   };
-  if (error !== null && error.status >= 500) gateway.logger.warn(entry, 'request');
-  else gateway.logger.info(entry, 'request');
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100;
+  writeAccessLine(gateway.logger, entry, error);
 }

@@ -7,6 +7,7 @@ import { IncomingRequest, RequestContext, type GatewayResponse } from '../contex
 import { GatewayError } from '../errors.ts';
 import type { Gateway } from '../gateway.ts';
 import { isMethodMismatch } from '../router.ts';
+import { roundMs, writeAccessLine } from './access-log.ts';
 import { HeaderMap } from './header-map.ts';
 import { buildUpstreamHeaders, requestHost } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
@@ -47,15 +48,14 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
       path: queryAt === -1 ? url : url.slice(0, queryAt),
       route: routeName,
       status,
-      ms: Math.round((performance.now() - startedAt) * 100) / 100,
+      ms: roundMs(performance.now() - startedAt),
       upstream: upstreamOrigin,
       upstreamMs,
       websocket: true,
       code: error?.code ?? null,
       err: error?.logDetail ?? error?.message ?? null,
     };
-    if (error !== null && error.status >= 500) gateway.logger.warn(entry, 'request');
-    else gateway.logger.info(entry, 'request');
+    writeAccessLine(gateway.logger, entry, error);
   };
   const answer = (response: GatewayResponse, error: GatewayError | null = null): void => {
     writeResponse(socket, response, id);
@@ -137,7 +137,7 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     answered = true;
     clearTimeout(deadline);
     route.upstream.report(target, true);
-    const upstreamMs = Math.round((performance.now() - startedAt) * 100) / 100;
+    const upstreamMs = roundMs(performance.now() - startedAt);
     socket.once('close', () => log(101, null, upstreamMs));
     tunnel.setNoDelay(true);
     let text = `HTTP/1.1 101 ${res.statusMessage || 'Switching Protocols'}\r\n`;
@@ -160,7 +160,7 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     answered = true;
     clearTimeout(deadline);
     route.upstream.report(target, true);
-    log(res.statusCode ?? 502, null, Math.round((performance.now() - startedAt) * 100) / 100);
+    log(res.statusCode ?? 502, null, roundMs(performance.now() - startedAt));
     let text = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`;
     for (let i = 0; i < res.rawHeaders.length; i += 2) {
       const name = res.rawHeaders[i]!.toLowerCase();
