@@ -8,8 +8,8 @@ import { GatewayError } from '../errors.ts';
 import type { Gateway } from '../gateway.ts';
 import { isMethodMismatch } from '../router.ts';
 import { roundMs, writeAccessLine } from './access-log.ts';
-import { HeaderMap } from './header-map.ts';
-import { buildUpstreamHeaders, requestHost } from './proxy-headers.ts';
+import { HeaderMap, type HeaderRecord } from './header-map.ts';
+import { buildUpstreamHeaders, requestHost, stripResponseHopByHop } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
 import { checkRequestHead } from './request-head.ts';
 import { errorResponse, responseFromReply } from './responses.ts';
@@ -161,14 +161,8 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     clearTimeout(deadline);
     route.upstream.report(target, true);
     log(res.statusCode ?? 502, null, roundMs(performance.now() - startedAt));
-    let text = `HTTP/1.1 ${res.statusCode ?? 502} ${res.statusMessage ?? ''}\r\n`;
-    for (let i = 0; i < res.rawHeaders.length; i += 2) {
-      const name = res.rawHeaders[i]!.toLowerCase();
-      if (name === 'connection' || name === 'keep-alive' || name === 'transfer-encoding' || name === 'upgrade' || name === 'proxy-connection') continue;
-      text += `${res.rawHeaders[i]}: ${res.rawHeaders[i + 1]}\r\n`;
-    }
-    socket.write(`${text}x-request-id: ${id}\r\nconnection: close\r\n\r\n`);
-    // Without a content-length the body is delimited by the close, so de-chunked bytes go as they are.
+    // Hop-by-hop fields go as on any response; the body is delimited by the close (already de-chunked).
+    socket.write(responseHead(res.statusCode ?? 502, res.statusMessage ?? '', stripResponseHopByHop({ ...res.headers }), id, null));
     res.pipe(socket);
     res.on('error', () => socket.destroy());
   });
@@ -190,11 +184,19 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
 function writeResponse(socket: Duplex, response: GatewayResponse, id: string): void {
   const body = response.body;
   const bytes = typeof body === 'string' || body instanceof Uint8Array ? Buffer.from(body) : Buffer.alloc(0);
-  let text = `HTTP/1.1 ${response.status} ${STATUS_CODES[response.status] ?? ''}\r\n`;
-  for (const [name, value] of Object.entries(response.headers.toRecord())) {
-    if (value === undefined || name === 'content-length' || name === 'transfer-encoding' || name === 'connection') continue;
+  const head = responseHead(response.status, STATUS_CODES[response.status] ?? '', response.headers.toRecord(), id, bytes.byteLength);
+  socket.end(Buffer.concat([Buffer.from(head), bytes]));
+}
+
+/**
+ * The head of a response that ends the connection: its own framing fields are left out (a body of
+ * `length` bytes, or one delimited by the close when `length` is null), then the request id.
+ */
+function responseHead(status: number, reason: string, headers: HeaderRecord, id: string, length: number | null): string {
+  let text = `HTTP/1.1 ${status} ${reason}\r\n`;
+  for (const [name, value] of Object.entries(headers)) {
+    if (value === undefined || name === 'content-length' || name === 'transfer-encoding' || name === 'connection' || name === 'x-request-id') continue;
     for (const each of Array.isArray(value) ? value : [value]) text += `${name}: ${each}\r\n`;
   }
-  text += `x-request-id: ${id}\r\ncontent-length: ${bytes.byteLength}\r\nconnection: close\r\n\r\n`;
-  socket.end(Buffer.concat([Buffer.from(text), bytes]));
+  return `${text}x-request-id: ${id}\r\n${length === null ? '' : `content-length: ${length}\r\n`}connection: close\r\n\r\n`;
 }
