@@ -36,25 +36,28 @@ export interface SpanCounts {
 
 const spanSources = new Set<() => SpanCounts>();
 
+function totalSpans(field: keyof SpanCounts): number {
+  let total = 0;
+  for (const read of spanSources) total += read()[field];
+  return total;
+}
+
 /**
  * Reports a span batcher's counts on each scrape, under the OpenTelemetry SDK's own metric names,
  * read when scraped so that recording a span costs no metric update. Returns the unregistration.
  */
 export function countSpans(source: () => SpanCounts): () => void {
+  if (spanSources.size === 0) {
+    countedBy('otel_sdk_processor_span_processed_total', 'Spans the gateway recorded: queued for export, or dropped because the export queue was full (error_type="queue_full").', function () {
+      this.inc(totalSpans('queued'));
+      this.inc({ error_type: 'queue_full' }, totalSpans('dropped'));
+    });
+    countedBy('otel_sdk_exporter_span_exported_total', 'Spans whose export finished: sent, or lost with a failed export (error_type="export_failed").', function () {
+      this.inc(totalSpans('exported'));
+      this.inc({ error_type: 'export_failed' }, totalSpans('failed'));
+    });
+  }
   spanSources.add(source);
-  const sum = (field: keyof SpanCounts): number => {
-    let total = 0;
-    for (const read of spanSources) total += read()[field];
-    return total;
-  };
-  countedBy('otel_sdk_processor_span_processed_total', 'Spans the gateway recorded: queued for export, or dropped because the export queue was full (error_type="queue_full").', function () {
-    this.inc(sum('queued'));
-    this.inc({ error_type: 'queue_full' }, sum('dropped'));
-  });
-  countedBy('otel_sdk_exporter_span_exported_total', 'Spans whose export finished: sent, or lost with a failed export (error_type="export_failed").', function () {
-    this.inc(sum('exported'));
-    this.inc({ error_type: 'export_failed' }, sum('failed'));
-  });
   return () => spanSources.delete(source);
 }
 
