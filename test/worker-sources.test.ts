@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { chmodSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
@@ -90,6 +90,32 @@ describe('stripped sources for workers', function () {
     expect(JSON.parse(await open(join(parent, 'cache')))).to.deep.equal({ error: `${parent} is writable by other users` });
     chmodSync(parent, 0o1777);
     expect(JSON.parse(await open(join(parent, 'cache')))).to.deep.equal({ dir: join(parent, 'cache') });
+  });
+
+  it('strips the ES modules of a folder, not those in node_modules, build output or hidden folders, up to its limit', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'tollgate-cache-'));
+    const project = mkdtempSync(join(tmpdir(), 'tollgate-project-'));
+    writeFileSync(join(project, 'package.json'), JSON.stringify({ type: 'module' }));
+    for (const folder of ['tasks', 'node_modules/dep', 'dist', '.git']) mkdirSync(join(project, folder), { recursive: true });
+    for (const file of ['a.ts', 'tasks/b.ts', 'tasks/c.mts', 'node_modules/dep/d.ts', 'dist/e.ts', '.git/f.ts', 'types.d.ts']) {
+      writeFileSync(join(project, file), `export const name: string = ${JSON.stringify(file)};\n`);
+    }
+    const store = (limit: number) =>
+      freshNode(`import { storeModulesUnder } from ${JSON.stringify(STRIPPED_SOURCES)}; console.log(storeModulesUnder(${JSON.stringify(cache)}, ${JSON.stringify(project)}, ${limit}));`);
+    expect(await store(2)).to.equal('2');
+    expect(await store(100)).to.equal('1');
+    expect(await store(100), 'all cached already').to.equal('0');
+    expect(readdirSync(cache)).to.have.length(3);
+  });
+
+  it('prunes copies not written for a week, and keeps the others', async () => {
+    const cache = mkdtempSync(join(tmpdir(), 'tollgate-cache-'));
+    writeFileSync(join(cache, 'old.mjs'), '');
+    writeFileSync(join(cache, 'new.mjs'), '');
+    const eightDaysAgo = new Date(Date.now() - 8 * 24 * 3600 * 1000);
+    utimesSync(join(cache, 'old.mjs'), eightDaysAgo, eightDaysAgo);
+    await freshNode(`import { pruneStrippedSources } from ${JSON.stringify(STRIPPED_SOURCES)}; pruneStrippedSources(${JSON.stringify(cache)});`);
+    expect(readdirSync(cache)).to.deep.equal(['new.mjs']);
   });
 
   it('serves a module from its stripped copy while the source is unchanged, and the source once it is edited', async () => {
