@@ -5,6 +5,7 @@ import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { Consumer } from './consumer.ts';
 import { GatewayError } from './errors.ts';
+import { noteBodyBytes } from './http/body-scavenges.ts';
 import { HeaderMap } from './http/header-map.ts';
 import { DEFAULT_BODY_LIMIT, discardStream, parseJsonBody, readBody } from './http/read-body.ts';
 import type { ResponseBody } from './reply.ts';
@@ -64,7 +65,7 @@ export class IncomingRequest {
    * (it applies to the first read only).
    */
   body(limit = DEFAULT_BODY_LIMIT, options?: { shared?: boolean }): Promise<Buffer> {
-    return (this.#body ??= readBody(this.raw, Math.min(limit, this.#maxBodySize), 'TG_ERR_PAYLOAD_TOO_LARGE', this.headers['content-length'], options?.shared === true));
+    return (this.#body ??= readBody(this.raw, Math.min(limit, this.#maxBodySize), 'TG_ERR_PAYLOAD_TOO_LARGE', this.headers['content-length'], options?.shared === true).then(countedBody));
   }
 
   /** The body parsed as JSON; 400 TG_ERR_BAD_REQUEST when it is not JSON. */
@@ -309,4 +310,10 @@ export class RequestContext {
 
 function clientGone(): GatewayError {
   return new GatewayError('TG_ERR_CLIENT_CLOSED');
+}
+
+/** The socket's chunks of a body read whole are garbage once copied into it (body-scavenges.ts). */
+function countedBody(body: Buffer): Buffer {
+  noteBodyBytes(body.length);
+  return body;
 }

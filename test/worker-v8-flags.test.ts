@@ -16,8 +16,8 @@ describe('worker V8 flags', () => {
   });
 
   it('start workers with 2 MiB semi-spaces unless node was given its own size', async () => {
-    expect(workerExecArgv(['--enable-source-maps'])).to.deep.equal(['--max-semi-space-size=2', '--enable-source-maps']);
-    expect(workerExecArgv(['--max-semi-space-size=8'])).to.deep.equal(['--max-semi-space-size=8']);
+    expect(workerExecArgv(['--enable-source-maps'])).to.deep.equal(['--max-semi-space-size=2', '--expose-gc-as=__tollgate_gc', '--enable-source-maps']);
+    expect(workerExecArgv(['--max-semi-space-size=8'])).to.deep.equal(['--expose-gc-as=__tollgate_gc', '--max-semi-space-size=8']);
     const gateway = await startGateway(`
       import { defineConfig } from '${CORE}';
       export default defineConfig({ listen: { port: 0, host: '127.0.0.1' }, upstreams: { a: { targets: ['http://127.0.0.1:1'] } }, routes: [{ path: '/', upstream: 'a' }] });
@@ -25,10 +25,17 @@ describe('worker V8 flags', () => {
     try {
       const worker = readFileSync(`/proc/${gateway.workerPids[0]}/cmdline`, 'utf8').split('\0');
       expect(worker).to.include('--max-semi-space-size=2');
+      expect(worker).to.include('--expose-gc-as=__tollgate_gc');
       const primary = readFileSync(`/proc/${gateway.child.pid}/cmdline`, 'utf8').split('\0');
       expect(primary).to.not.include('--max-semi-space-size=2');
     } finally {
       await gateway.stop();
     }
+  });
+
+  it('expose V8\'s gc to workers under a name of their own, leaving an operator\'s --expose-gc as it is', () => {
+    expect(workerExecArgv([])).to.include('--expose-gc-as=__tollgate_gc');
+    expect(workerExecArgv(['--expose-gc'])).to.deep.equal(['--max-semi-space-size=2', '--expose-gc']);
+    expect(workerExecArgv(['--expose_gc'])).to.deep.equal(['--max-semi-space-size=2', '--expose_gc']);
   });
 });

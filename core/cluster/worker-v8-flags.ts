@@ -1,4 +1,5 @@
 import { setFlagsFromString } from 'node:v8';
+import { WORKER_GC_NAME } from '../http/body-scavenges.ts';
 
 /**
  * V8 settings for a worker, applied before it loads anything.
@@ -18,9 +19,13 @@ export function applyWorkerV8Flags(): void {
  * Node flags a worker process starts with, after the primary's own. The young generation is capped
  * at 2 MiB semi-spaces (V8's default grows to 16 MiB): a proxied request's garbage dies young either
  * way, and the worker's resident memory under load drops by ~80 MiB with no measured CPU cost
- * (docs/benchmarks.md). A flag the operator gave node itself comes later and wins.
+ * (docs/benchmarks.md). V8's gc function is exposed under a name of tollgate's own, for the
+ * worker's body scavenges (core/http/body-scavenges.ts). A flag the operator gave node itself comes
+ * later and wins; an operator's own `--expose-gc` is left as it is and used instead.
  */
 export function workerExecArgv(primaryExecArgv: readonly string[]): string[] {
-  const own = primaryExecArgv.some((flag) => flag.startsWith('--max-semi-space-size')) ? [] : ['--max-semi-space-size=2'];
+  const own: string[] = [];
+  if (!primaryExecArgv.some((flag) => flag.startsWith('--max-semi-space-size'))) own.push('--max-semi-space-size=2');
+  if (!primaryExecArgv.some((flag) => /^--expose[-_]gc/.test(flag))) own.push(`--expose-gc-as=${WORKER_GC_NAME}`);
   return [...own, ...primaryExecArgv];
 }

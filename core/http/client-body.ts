@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { GatewayError } from '../errors.ts';
+import { noteBodyBytes } from './body-scavenges.ts';
 
 /**
  * The client's request body as undici reads it when it streams upstream: an async iterable with
@@ -63,6 +64,7 @@ export class ClientBody implements AsyncIterableIterator<Buffer> {
 
   readonly #onData = (chunk: Buffer): void => {
     this.#received += chunk.length;
+    noteBodyBytes(chunk.length);
     if (this.#received > this.#limit) {
       this.#req.pause();
       this.#chunks = [];

@@ -4,6 +4,9 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadStrippedModules } from '../modules/stripped-sources.mjs';
 
+// The worker's gc function (core/http/body-scavenges.ts, WORKER_GC_NAME) reaches its threads' globals
+// too; a task has no use for it.
+if (typeof globalThis.__tollgate_gc === 'function') globalThis.__tollgate_gc = undefined;
 const dir = process.env.TOLLGATE_STRIPPED_SOURCES;
 if (dir) loadStrippedModules(dir);
 // From the sources, the runner is TypeScript; from the published package, JavaScript.

@@ -1,5 +1,6 @@
 import { Readable, type Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { noteBodyBytes } from '../http/body-scavenges.ts';
 import type { HeaderRecord } from '../http/header-map.ts';
 
 /** The upstream's answer, once its headers are in. */
@@ -100,6 +101,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    noteBodyBytes(chunk.length);
     if (this.#mode === DIRECT) {
       if (!this.#sink!.write(chunk)) this.#pauseUntilDrain(controller);
     } else if (this.#mode === STREAMING) {
