@@ -1,4 +1,7 @@
 import { expect } from 'chai';
+import { once } from 'node:events';
+import type { AddressInfo } from 'node:net';
+import { WebSocket, WebSocketServer } from 'ws';
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -89,19 +92,28 @@ describe('body scavenges', () => {
     let upstream: TestUpstream;
     let gateway: GatewayProcess;
 
+    let sockets: WebSocketServer;
+    let tunnelled = 0;
+
     before(async () => {
       upstream = await startUpstream((req, res) => {
         req.resume();
         req.on('end', () => res.end('ok'));
       });
+      sockets = new WebSocketServer({ port: 0, host: '127.0.0.1' });
+      sockets.on('connection', (socket) => socket.on('message', (data: Buffer) => (tunnelled += data.length)));
+      await once(sockets, 'listening');
       gateway = await startGateway(
         `
         import { defineConfig } from '${CORE}';
         export default defineConfig({
           listen: { port: 0, host: '127.0.0.1' },
           log: { accessLog: false },
-          upstreams: { sink: { targets: ['${upstream.url}'] } },
-          routes: [{ path: '/upload', methods: ['POST'], upstream: 'sink' }],
+          upstreams: { sink: { targets: ['${upstream.url}'] }, sockets: { targets: ['http://127.0.0.1:${(sockets.address() as AddressInfo).port}'] } },
+          routes: [
+            { path: '/upload', methods: ['POST'], upstream: 'sink' },
+            { path: '/ws', upstream: 'sockets' },
+          ],
         });
       `,
         { env: { NODE_OPTIONS: `--import=${pathToFileURL(join(REPO, 'test/fixtures/gc-counts.mjs')).href}` } },
@@ -110,6 +122,7 @@ describe('body scavenges', () => {
     after(async () => {
       await gateway?.stop();
       await upstream?.close();
+      await new Promise((resolve) => sockets?.close(resolve));
     });
 
     let asked = 0;
@@ -143,6 +156,25 @@ describe('body scavenges', () => {
         expect(after.major - before.major, 'full collections').to.be.at.most(1);
       } finally {
         await pool.close();
+      }
+    });
+
+    it('frees the bytes of WebSocket tunnels the same way', async () => {
+      const client = new WebSocket(`${gateway.url.replace('http:', 'ws:')}/ws`);
+      await once(client, 'open');
+      const message = Buffer.alloc(2 * 1024 * 1024, 'w');
+      try {
+        const before = await collections();
+        for (let i = 0; i < 80; i++) {
+          client.send(message);
+          await setTimeout(50);
+        }
+        while (tunnelled < 80 * message.length) await setTimeout(20);
+        const after = await collections();
+        expect(after.minor - before.minor, 'young-generation collections: one per 4-8 MiB').to.be.at.least(20);
+        expect(after.major - before.major, 'full collections').to.be.at.most(1);
+      } finally {
+        client.close();
       }
     });
   });

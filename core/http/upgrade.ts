@@ -8,6 +8,7 @@ import { GatewayError } from '../errors.ts';
 import type { Gateway } from '../gateway.ts';
 import { isMethodMismatch } from '../router.ts';
 import { roundMs, writeAccessLine } from './access-log.ts';
+import { noteBodyBytes } from './body-scavenges.ts';
 import { HeaderMap, type HeaderRecord } from './header-map.ts';
 import { buildUpstreamHeaders, requestHost, stripResponseHopByHop } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
@@ -148,6 +149,9 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
     track(socket);
     tunnel.pipe(socket);
     socket.pipe(tunnel);
+    // A tunnel's bytes are socket chunks like a body's, with as little JavaScript around them.
+    tunnel.on('data', countTunnelBytes);
+    socket.on('data', countTunnelBytes);
     // Either side closing ends both.
     tunnel.on('error', () => socket.destroy());
     tunnel.once('close', () => socket.destroy());
@@ -199,4 +203,8 @@ function responseHead(status: number, reason: string, headers: HeaderRecord, id:
     for (const each of Array.isArray(value) ? value : [value]) text += `${name}: ${each}\r\n`;
   }
   return `${text}x-request-id: ${id}\r\n${length === null ? '' : `content-length: ${length}\r\n`}connection: close\r\n\r\n`;
+}
+
+function countTunnelBytes(chunk: Buffer): void {
+  noteBodyBytes(chunk.length);
 }
