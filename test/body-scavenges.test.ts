@@ -61,8 +61,8 @@ describe('body scavenges', () => {
       expect(reads).to.equal(10);
     });
 
-    it('collects with a real scavenge through the gc a worker is started with, and empties that global', () => {
-      // A process started as the primary starts its workers (worker-v8-flags.ts).
+    /** Runs the pacing in a fresh node started with `flags`: did a scavenge happen, and which gc globals are left. */
+    const scavengeIn = (flags: string[]): { minor: boolean; own: string; gc: string } => {
       const script = `
         import { constants, PerformanceObserver } from 'node:perf_hooks';
         import { noteBodyBytes, startBodyScavenges } from '${pathToFileURL(join(REPO, 'core/http/body-scavenges.ts')).href}';
@@ -77,9 +77,18 @@ describe('body scavenges', () => {
         noteBodyBytes(250);
         setTimeout(() => console.log(JSON.stringify({ minor: seen.includes(constants.NODE_PERFORMANCE_GC_MINOR), own: typeof globalThis.__tollgate_gc, gc: typeof globalThis.gc })), 50);
       `;
-      const child = spawnSync(process.execPath, [...workerExecArgv([]), '--input-type=module', '-e', script], { encoding: 'utf8' });
+      const child = spawnSync(process.execPath, [...flags, '--input-type=module', '-e', script], { encoding: 'utf8' });
       expect(child.stderr).to.equal('');
-      expect(JSON.parse(child.stdout)).to.deep.equal({ minor: true, own: 'undefined', gc: 'undefined' });
+      return JSON.parse(child.stdout) as { minor: boolean; own: string; gc: string };
+    };
+
+    it('collects with a real scavenge through the gc a worker is started with, and empties that global', () => {
+      // Started as the primary starts its workers (worker-v8-flags.ts).
+      expect(scavengeIn(workerExecArgv([]))).to.deep.equal({ minor: true, own: 'undefined', gc: 'undefined' });
+    });
+
+    it("uses an operator's own --expose-gc and leaves their gc in place", () => {
+      expect(scavengeIn(workerExecArgv(['--expose-gc']))).to.deep.equal({ minor: true, own: 'undefined', gc: 'function' });
     });
 
     it('does nothing in a process that has no gc function (one not started as a worker)', () => {

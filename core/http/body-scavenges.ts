@@ -6,7 +6,7 @@ import { getHeapStatistics } from 'node:v8';
  * Measured with 2 MiB uploads at 40 MiB/s into one worker (docs/benchmarks.md#large-bodies): a
  * scavenge every 4 MiB removed the worker's full collections, every 10 MiB did not.
  */
-export const SCAVENGE_EVERY_BYTES = 4 * 1024 * 1024;
+export const SCAVENGE_AFTER_GROWTH = 4 * 1024 * 1024;
 
 /**
  * Where a worker finds V8's gc function: the primary starts workers with `--expose-gc-as` this name
@@ -14,7 +14,7 @@ export const SCAVENGE_EVERY_BYTES = 4 * 1024 * 1024;
  */
 export const WORKER_GC_NAME = '__tollgate_gc';
 
-let every = Number.POSITIVE_INFINITY;
+let growth = Number.POSITIVE_INFINITY;
 let left = Number.POSITIVE_INFINITY;
 let scavenge: () => void = () => {};
 let readExternal: () => number = externalMemory;
@@ -31,37 +31,37 @@ let floor = Number.NaN;
  * the bytes it had not yet freed pushed the heap past its limit and set off two or three full
  * mark-compacts a second, each 5-30 ms of the event loop in which no other request moved.
  *
- * So every quarter of `everyBytes` of body read, the worker looks at V8's external memory (one
- * cheap call), and asks for a scavenge once it grew by `everyBytes` since its low point. A worker whose
+ * So every quarter of `growthBytes` of body read, the worker looks at V8's external memory (one
+ * cheap call), and asks for a scavenge once it grew by `growthBytes` since its low point. A worker whose
  * JavaScript allocates enough (small requests, parsed bodies) scavenges on its own often enough
  * that its external memory never grows that far, and is never asked for an extra one: asking then
  * costs, as a scavenge with much live young data is slower, and one asked for while a full
  * collection is marking becomes that full collection done at once (20-25 ms measured). Watching
- * V8's collections instead (a PerformanceObserver) cost 3-5 % of a small request's CPU.
+ * V8's collections instead (a PerformanceObserver) cost 3-5 % of a small request's throughput.
  * Returns the stop. Without a gc function (a process not started as a worker) it does nothing.
  */
 export function startBodyScavenges(
-  everyBytes = SCAVENGE_EVERY_BYTES,
+  growthBytes = SCAVENGE_AFTER_GROWTH,
   collect: (() => void) | null = youngGenerationCollector(),
   external: () => number = externalMemory,
 ): () => void {
   if (collect === null) return () => {};
-  every = everyBytes;
-  left = everyBytes / 4;
+  growth = growthBytes;
+  left = growthBytes / 4;
   scavenge = collect;
   readExternal = external;
   floor = Number.NaN;
   return () => {
-    every = left = Number.POSITIVE_INFINITY;
+    growth = left = Number.POSITIVE_INFINITY;
   };
 }
 
 /** Counts body bytes the worker read; on the hot path, so one subtraction when nothing is due. */
 export function noteBodyBytes(bytes: number): void {
   if ((left -= bytes) > 0) return;
-  left = every / 4;
+  left = growth / 4;
   const now = readExternal();
-  if (!(now - floor >= every)) {
+  if (!(now - floor >= growth)) {
     // Right after a scavenge (floor NaN) its sweeping may not have caught up: this look sets the floor.
     if (!(now >= floor)) floor = now;
     return;
