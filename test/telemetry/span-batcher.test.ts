@@ -6,6 +6,7 @@ import pino from 'pino';
 import { GatewaySpan } from '../../core/telemetry/gateway-span.ts';
 import { ProtobufSpanBatch } from '../../core/telemetry/otlp-encoding.ts';
 import { SpanBatcher } from '../../core/telemetry/span-batcher.ts';
+import { batchOptionsFromEnv } from '../../core/telemetry/tracing-start.ts';
 import { newSpanId, newTraceId } from '../../core/telemetry/trace-context.ts';
 
 function capturingLogger(): { logger: pino.Logger; warnings: string[] } {
@@ -81,5 +82,21 @@ describe('span batcher', () => {
     expect(batcher.counts).to.deep.equal({ queued: 5, dropped: 0, exported: 0, failed: 5 });
     expect(warnings.some((line) => /span export failed \(.+\); 5 spans lost so far/.test(line))).to.equal(true);
     await batcher.shutdown();
+  });
+});
+
+describe('span batch settings', () => {
+  it("default to 2048 spans an export and 8192 queued, four times the SDK's, for a gateway's span rate", () => {
+    expect(batchOptionsFromEnv({})).to.deep.equal({ maxQueueSize: 8192, maxExportBatchSize: 2048, scheduledDelayMillis: 5000 });
+  });
+
+  it('take the standard OTEL_BSP_* variables, with a batch never larger than the queue', () => {
+    expect(batchOptionsFromEnv({ OTEL_BSP_MAX_QUEUE_SIZE: '2048', OTEL_BSP_MAX_EXPORT_BATCH_SIZE: '512', OTEL_BSP_SCHEDULE_DELAY: '250' })).to.deep.equal({
+      maxQueueSize: 2048,
+      maxExportBatchSize: 512,
+      scheduledDelayMillis: 250,
+    });
+    expect(batchOptionsFromEnv({ OTEL_BSP_MAX_QUEUE_SIZE: '100' }).maxExportBatchSize).to.equal(100);
+    expect(batchOptionsFromEnv({ OTEL_BSP_MAX_EXPORT_BATCH_SIZE: 'lots', OTEL_BSP_SCHEDULE_DELAY: '-1' })).to.deep.equal({ maxQueueSize: 8192, maxExportBatchSize: 2048, scheduledDelayMillis: 5000 });
   });
 });
