@@ -5,6 +5,7 @@ import { GatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
 import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
 import type { GatewayMetrics } from '../telemetry/metrics.ts';
+import { SERVER_SLOTS } from '../telemetry/gateway-span.ts';
 import { endRequestSpans, traceAsyncHook, type RequestTrace, type Tracing } from '../telemetry/tracing.ts';
 import { forward } from '../upstream/forward.ts';
 import { toUpstreamError } from '../upstream/upstream-errors.ts';
@@ -245,17 +246,18 @@ function beginTrace(tracing: Tracing, ctx: RequestContext, req: IncomingMessage,
   ctx.span = traced.span;
   if (!traced.span.isRecording()) return;
   const span = traced.span;
-  span.setAttribute('http.request.method', method);
-  span.setAttribute('url.path', ctx.request.path);
-  span.setAttribute('url.scheme', scheme);
-  span.setAttribute('network.protocol.version', req.httpVersion);
-  if (route !== null) span.setAttribute('http.route', route.info.pattern);
+  const at = SERVER_SLOTS.at;
+  span.setSlot(at.method, method);
+  span.setSlot(at.path, ctx.request.path);
+  span.setSlot(at.scheme, scheme);
+  span.setSlot(at.protocolVersion, req.httpVersion);
+  if (route !== null) span.setSlot(at.route, route.info.pattern);
   const host = requestHost(req);
-  if (host !== undefined) span.setAttribute('server.address', host);
-  span.setAttribute('client.address', ctx.request.ip);
+  if (host !== undefined) span.setSlot(at.serverAddress, host);
+  span.setSlot(at.clientAddress, ctx.request.ip);
   const agent = req.headers['user-agent'];
-  if (agent !== undefined) span.setAttribute('user_agent.original', agent);
-  span.setAttribute('tollgate.request.id', ctx.id);
+  if (agent !== undefined) span.setSlot(at.userAgent, agent);
+  span.setSlot(at.requestId, ctx.id);
   ctx[kTraceHook] = traceHook;
 }
 
@@ -269,7 +271,7 @@ function finalStatus(res: ServerResponse): number {
 
 function endTrace(traced: RequestTrace, ctx: RequestContext, res: ServerResponse): void {
   const status = finalStatus(res);
-  if (traced.span.isRecording() && ctx.consumer !== null) traced.span.setAttribute('tollgate.consumer.id', ctx.consumer.id);
+  if (traced.span.isRecording() && ctx.consumer !== null) traced.span.setSlot(SERVER_SLOTS.at.consumerId, ctx.consumer.id);
   const error = ctx.error;
   endRequestSpans(traced, status, ctx.upstreamStatus, error?.code ?? null, error?.logDetail ?? error?.message ?? null);
 }

@@ -28,6 +28,52 @@ export interface SpanEvent {
 export const SPAN_LIMITS = { attributes: 128, events: 128, links: 128 } as const;
 
 /**
+ * The attributes the gateway itself sets on a kind of span, each in a fixed slot: the gateway sets
+ * them by index instead of searching a list, a span holds them in one array allocated at its size,
+ * and the encoder writes their keys from bytes prepared once. Anything else a span is given (a
+ * plugin's attributes, say) goes to its list of further attributes.
+ */
+export class SpanSlots<Name extends string = string> {
+  readonly keys: readonly string[];
+  /** Slot indexes by name: `span.setSlot(SERVER_SLOTS.at.route, pattern)`. */
+  readonly at: Readonly<Record<Name, number>>;
+
+  constructor(keysByName: Record<Name, string>) {
+    this.keys = Object.freeze(Object.values<string>(keysByName));
+    this.at = Object.freeze(Object.fromEntries(Object.keys(keysByName).map((name, index) => [name, index])) as Record<Name, number>);
+  }
+}
+
+/** The server span's attributes (OpenTelemetry HTTP semantic conventions, and tollgate's own). */
+export const SERVER_SLOTS = new SpanSlots({
+  method: 'http.request.method',
+  path: 'url.path',
+  scheme: 'url.scheme',
+  protocolVersion: 'network.protocol.version',
+  route: 'http.route',
+  serverAddress: 'server.address',
+  clientAddress: 'client.address',
+  userAgent: 'user_agent.original',
+  requestId: 'tollgate.request.id',
+  status: 'http.response.status_code',
+  errorType: 'error.type',
+  errorCode: 'tollgate.error.code',
+  consumerId: 'tollgate.consumer.id',
+});
+
+/** The upstream call's client span. */
+export const CLIENT_SLOTS = new SpanSlots({
+  method: 'http.request.method',
+  serverAddress: 'server.address',
+  urlFull: 'url.full',
+  status: 'http.response.status_code',
+  errorType: 'error.type',
+});
+
+/** Spans with no attributes of the gateway's own (plugin hooks). */
+export const NO_SLOTS = new SpanSlots({});
+
+/**
  * A span the gateway records itself: the request's server span, its upstream client span and the
  * spans of plugin hooks that wait on I/O. It is an OpenTelemetry API `Span`, so plugins add
  * attributes and events to `ctx.span` and parent their own SDK spans on it as on any other; but it
@@ -48,8 +94,12 @@ export class GatewaySpan implements Span {
   /** Sampled spans record and are exported; the others only carry ids to the next hop. */
   readonly sampled: boolean;
   endMs = 0;
-  /** Names and values, interleaved: one list per span instead of two. */
-  readonly attributes: (string | SpanAttributeValue)[];
+  /** Which attributes `slotValues` holds. */
+  readonly slots: SpanSlots;
+  /** The values of the gateway's own attributes, by slot; unset slots are not exported. */
+  readonly slotValues: (SpanAttributeValue | undefined)[];
+  /** Further attributes, names and values interleaved (one list per span instead of two); allocated when the first is set. */
+  attributes: (string | SpanAttributeValue)[];
   droppedAttributes = 0;
   events: SpanEvent[] | null = null;
   links: Link[] | null = null;
@@ -68,6 +118,7 @@ export class GatewaySpan implements Span {
     name: string,
     kind: SpanKind,
     startMs: number,
+    slots: SpanSlots = NO_SLOTS,
   ) {
     this.#sink = sink;
     this.traceId = traceId;
@@ -78,8 +129,10 @@ export class GatewaySpan implements Span {
     this.kind = kind;
     this.startMs = startMs;
     this.sampled = sink !== null;
-    // A span that records nothing shares one empty list instead of allocating two per request.
-    this.attributes = sink === null ? (NONE as unknown as string[]) : [];
+    this.slots = slots;
+    // A span that records nothing, or has no slots, shares one empty list instead of allocating one.
+    this.slotValues = sink === null || slots.keys.length === 0 ? (NONE as unknown as undefined[]) : new Array<undefined>(slots.keys.length);
+    this.attributes = NONE as unknown as string[];
   }
 
   /** `traceparent` for the next hop, with this span as the parent. */
@@ -103,6 +156,14 @@ export class GatewaySpan implements Span {
 
   setAttribute(key: string, value: SpanAttributeValue): this {
     if (this.#sink === null || !validAttribute(value)) return this;
+    const keys = this.slots.keys;
+    for (let i = 0; i < keys.length; i++) {
+      if (keys[i] === key) {
+        this.slotValues[i] = value;
+        return this;
+      }
+    }
+    if (this.attributes === (NONE as unknown)) this.attributes = [];
     const attributes = this.attributes;
     for (let i = 0; i < attributes.length; i += 2) {
       if (attributes[i] === key) {
@@ -113,6 +174,11 @@ export class GatewaySpan implements Span {
     if (attributes.length >= SPAN_LIMITS.attributes * 2) this.droppedAttributes++;
     else attributes.push(key, value);
     return this;
+  }
+
+  /** The gateway's own attributes, by slot (`SERVER_SLOTS.at.route`): no search, and the value is known to be valid. */
+  setSlot(index: number, value: SpanAttributeValue): void {
+    if (this.#sink !== null) this.slotValues[index] = value;
   }
 
   setAttributes(attributes: SpanAttributes): this {
@@ -183,13 +249,16 @@ export class GatewaySpan implements Span {
 
 const NONE: readonly never[] = Object.freeze([]);
 
+/** When this process's `performance.now()` was 0, as epoch milliseconds (read once: it is a getter). */
+export const TIME_ORIGIN = performance.timeOrigin;
+
 export function nowEpochMs(): number {
-  return performance.timeOrigin + performance.now();
+  return TIME_ORIGIN + performance.now();
 }
 
 /** The API's time input as epoch milliseconds; a small number is a `performance.now()` reading, as in the SDK. */
 export function epochMs(time: TimeInput): number {
-  if (typeof time === 'number') return time < performance.timeOrigin ? performance.timeOrigin + time : time;
+  if (typeof time === 'number') return time < TIME_ORIGIN ? TIME_ORIGIN + time : time;
   if (time instanceof Date) return time.getTime();
   return time[0] * 1e3 + time[1] / 1e6;
 }

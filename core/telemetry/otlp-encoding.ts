@@ -1,5 +1,5 @@
 import { SpanStatusCode, type Attributes, type AttributeValue, type Link } from '@opentelemetry/api';
-import type { GatewaySpan } from './gateway-span.ts';
+import type { GatewaySpan, SpanSlots } from './gateway-span.ts';
 import { ProtobufWriter } from './protobuf-writer.ts';
 
 /**
@@ -108,6 +108,14 @@ function writeSpan(writer: ProtobufWriter, field: number, span: GatewaySpan): vo
   writer.epochNanos(span.startMs);
   writer.tag(8, 1);
   writer.epochNanos(span.endMs);
+  const slotValues = span.slotValues;
+  if (slotValues.length > 0) {
+    const keys = slotKeyBytes(span.slots);
+    for (let i = 0; i < slotValues.length; i++) {
+      const value = slotValues[i];
+      if (value !== undefined) writeEncodedKeyValue(writer, 9, keys[i]!, value);
+    }
+  }
   const attributes = span.attributes;
   for (let i = 0; i < attributes.length; i += 2) writeKeyValue(writer, 9, attributes[i] as string, attributes[i + 1]);
   if (span.droppedAttributes > 0) {
@@ -150,7 +158,10 @@ function writeLink(writer: ProtobufWriter, link: Link): void {
 }
 
 function writeKeyValue(writer: ProtobufWriter, field: number, key: string, value: AttributeValue | undefined): void {
-  const keyBytes = encodedKey(key);
+  writeEncodedKeyValue(writer, field, encodedKey(key), value);
+}
+
+function writeEncodedKeyValue(writer: ProtobufWriter, field: number, keyBytes: Uint8Array, value: AttributeValue | undefined): void {
   // Most attributes are short ASCII strings or small counts: written in one pass, lengths known.
   if (typeof value === 'string' ? writer.shortStringKeyValue(field, keyBytes, value) : typeof value === 'number' && writer.smallIntKeyValue(field, keyBytes, value)) return;
   const start = writer.begin(field);
@@ -162,6 +173,18 @@ function writeKeyValue(writer: ProtobufWriter, field: number, key: string, value
 // Attribute names repeat on every span: each is encoded (tag, length, text) once.
 const KEY_CACHE_LIMIT = 512;
 const keyCache = new Map<string, Uint8Array>();
+
+// A span's slot keys, encoded once per kind of span.
+const slotKeys = new WeakMap<SpanSlots, readonly Uint8Array[]>();
+
+function slotKeyBytes(slots: SpanSlots): readonly Uint8Array[] {
+  let bytes = slotKeys.get(slots);
+  if (bytes === undefined) {
+    bytes = slots.keys.map(encodedKey);
+    slotKeys.set(slots, bytes);
+  }
+  return bytes;
+}
 
 function encodedKey(key: string): Uint8Array {
   let bytes = keyCache.get(key);
@@ -203,6 +226,10 @@ function spanJson(span: GatewaySpan): string {
   if (span.parentSpanId) json += `,"parentSpanId":"${span.parentSpanId}"`;
   json += `,"name":${JSON.stringify(span.name)},"kind":${span.kind + 1},"startTimeUnixNano":"${epochNanosText(span.startMs)}","endTimeUnixNano":"${epochNanosText(span.endMs)}"`;
   const attributes: string[] = [];
+  for (let i = 0; i < span.slotValues.length; i++) {
+    const value = span.slotValues[i];
+    if (value !== undefined) attributes.push(keyValueJson(span.slots.keys[i]!, value));
+  }
   for (let i = 0; i < span.attributes.length; i += 2) attributes.push(keyValueJson(span.attributes[i] as string, span.attributes[i + 1]));
   json += `,"attributes":[${attributes.join(',')}]`;
   if (span.droppedAttributes > 0) json += `,"droppedAttributesCount":${span.droppedAttributes}`;

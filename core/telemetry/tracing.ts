@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type TextMapGetter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { ParsedTelemetry } from '../config/schema.ts';
-import { GatewaySpan } from './gateway-span.ts';
+import { CLIENT_SLOTS, GatewaySpan, NO_SLOTS, SERVER_SLOTS, TIME_ORIGIN, type SpanSlots } from './gateway-span.ts';
 import type { SamplingPolicy } from './sampling-policy.ts';
 import type { SpanBatcher } from './span-batcher.ts';
 import { newSpanId, newTraceId, parseTraceparent, type RemoteParent } from './trace-context.ts';
@@ -70,14 +70,15 @@ export class Tracing {
       // name of a span nobody records is never read.
       !sampled || route === null ? method : `${method} ${route}`,
       SpanKind.SERVER,
-      performance.timeOrigin + startedAt,
+      TIME_ORIGIN + startedAt,
+      SERVER_SLOTS,
     );
     return { tracing: this, span, client: null };
   }
 
   /** A span under `parent` (sampled when it is), e.g. the upstream call's. */
-  childOf(parent: GatewaySpan, name: string, kind: SpanKind, startMs: number): GatewaySpan {
-    return new GatewaySpan(parent.sampled ? this.#batcher : null, parent.traceId, newSpanId(), parent.spanId, parent.traceState, name, kind, startMs);
+  childOf(parent: GatewaySpan, name: string, kind: SpanKind, startMs: number, slots: SpanSlots = NO_SLOTS): GatewaySpan {
+    return new GatewaySpan(parent.sampled ? this.#batcher : null, parent.traceId, newSpanId(), parent.spanId, parent.traceState, name, kind, startMs, slots);
   }
 
   /** Writes the context the upstream continues (`span` as its parent) into its request headers. */
@@ -129,10 +130,11 @@ export function startClientSpan(
   const server = request.span;
   let carried = server;
   if (server.sampled) {
-    const client = request.tracing.childOf(server, method, SpanKind.CLIENT, performance.timeOrigin + performance.now());
-    client.setAttribute('http.request.method', method);
-    client.setAttribute('server.address', target.host);
-    client.setAttribute('url.full', target.origin + target.basePath + path);
+    const client = request.tracing.childOf(server, method, SpanKind.CLIENT, TIME_ORIGIN + performance.now(), CLIENT_SLOTS);
+    const at = CLIENT_SLOTS.at;
+    client.setSlot(at.method, method);
+    client.setSlot(at.serverAddress, target.host);
+    client.setSlot(at.urlFull, target.origin + target.basePath + path);
     request.client = client;
     carried = client;
   }
@@ -143,9 +145,9 @@ export function startClientSpan(
 export function endRequestSpans(request: RequestTrace, status: number, upstreamStatus: number | null, errorCode: string | null, errorMessage: string | null): void {
   const { span, client } = request;
   if (client !== null) {
-    if (upstreamStatus !== null) client.setAttribute('http.response.status_code', upstreamStatus);
+    if (upstreamStatus !== null) client.setSlot(CLIENT_SLOTS.at.status, upstreamStatus);
     if (upstreamStatus === null || upstreamStatus >= 500) {
-      client.setAttribute('error.type', upstreamStatus === null ? (errorCode ?? 'error') : String(upstreamStatus));
+      client.setSlot(CLIENT_SLOTS.at.errorType, upstreamStatus === null ? (errorCode ?? 'error') : String(upstreamStatus));
       client.setStatus({ code: SpanStatusCode.ERROR });
     }
     client.end();
@@ -154,13 +156,14 @@ export function endRequestSpans(request: RequestTrace, status: number, upstreamS
     span.end();
     return;
   }
-  span.setAttribute('http.response.status_code', status);
+  const at = SERVER_SLOTS.at;
+  span.setSlot(at.status, status);
   // A server span is an error for 5xx only: a 4xx is the client's mistake, not the gateway's.
   if (status >= 500) {
-    span.setAttribute('error.type', errorCode ?? String(status));
+    span.setSlot(at.errorType, errorCode ?? String(status));
     span.setStatus({ code: SpanStatusCode.ERROR, ...(errorMessage ? { message: errorMessage } : {}) });
   } else if (errorCode !== null) {
-    span.setAttribute('tollgate.error.code', errorCode);
+    span.setSlot(at.errorCode, errorCode);
   }
   span.end();
 }
@@ -170,7 +173,7 @@ export function endRequestSpans(request: RequestTrace, status: number, upstreamS
  * I/O. `startTime` is when the hook began (it is only known afterwards that it went asynchronous).
  */
 export function traceAsyncHook<T>(request: RequestTrace, name: string, startTime: number, pending: Promise<T>): Promise<T> {
-  const span = request.tracing.childOf(request.span, name, SpanKind.INTERNAL, performance.timeOrigin + startTime);
+  const span = request.tracing.childOf(request.span, name, SpanKind.INTERNAL, TIME_ORIGIN + startTime);
   return pending.then(
     (value) => {
       span.end();

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { expect } from 'chai';
 import { createTraceState, SpanKind, SpanStatusCode } from '@opentelemetry/api';
-import { GatewaySpan, SPAN_LIMITS, type SpanSink } from '../../core/telemetry/gateway-span.ts';
+import { GatewaySpan, SERVER_SLOTS, SPAN_LIMITS, type SpanSink } from '../../core/telemetry/gateway-span.ts';
 import { epochNanosText, JsonSpanBatch, ProtobufSpanBatch, type SpanBatch } from '../../core/telemetry/otlp-encoding.ts';
 import { ProtobufWriter } from '../../core/telemetry/protobuf-writer.ts';
 
@@ -118,6 +118,24 @@ describe('OTLP span encoding', () => {
       expect(span.links[0].traceState).to.equal('k=v');
       expect(span.links[0].attributes).to.deep.equal([{ key: 'link.kind', value: { stringValue: 'retry' } }]);
       expect(span.status).to.deep.equal({ code: 2, message: 'upstream said 503' });
+    });
+
+    it(`writes the gateway's own attributes from their slots in ${name}, unset ones not at all, a plugin's value for the same name instead of the gateway's`, () => {
+      const batch = make();
+      const span = new GatewaySpan({ record: (s) => batch.add(s) }, TRACE, '00f067aa0ba902b7', '', undefined, 'GET /orders/:id', SpanKind.SERVER, START_MS, SERVER_SLOTS);
+      span.setSlot(SERVER_SLOTS.at.method, 'GET');
+      span.setSlot(SERVER_SLOTS.at.route, '/orders/:id');
+      span.setSlot(SERVER_SLOTS.at.status, 200);
+      span.setAttribute('http.route', '/orders/{id}'); // a plugin renames the route: one attribute, its value
+      span.setAttribute('tenant', 'acme');
+      span.end(START_MS + 1);
+      const [decoded] = decode(batch.take()).resourceSpans[0].scopeSpans[0].spans;
+      expect(decoded.attributes).to.deep.equal([
+        { key: 'http.request.method', value: { stringValue: 'GET' } },
+        { key: 'http.route', value: { stringValue: '/orders/{id}' } },
+        { key: 'http.response.status_code', value: { intValue: '200' } },
+        { key: 'tenant', value: { stringValue: 'acme' } },
+      ]);
     });
   }
 
