@@ -96,7 +96,7 @@ export class JsonSpanBatch implements SpanBatch {
 }
 
 function writeSpan(writer: ProtobufWriter, field: number, span: GatewaySpan): void {
-  const start = writer.begin(field);
+  const start = writer.beginSized(field);
   writer.hexBytes(1, span.traceId);
   writer.hexBytes(2, span.spanId);
   if (span.traceState) writer.string(3, span.traceState);
@@ -144,7 +144,7 @@ function writeSpan(writer: ProtobufWriter, field: number, span: GatewaySpan): vo
     writer.varint(span.statusCode);
     writer.end(statusStart);
   }
-  writer.end(start);
+  writer.endSized(start);
 }
 
 function writeLink(writer: ProtobufWriter, link: Link): void {

@@ -6,6 +6,11 @@
 export class ProtobufWriter {
   buffer: Buffer;
   pos = 0;
+  // The last ids written and where: a request's spans share their trace id, and a client span's
+  // parent is the server span's id, so most ids are copied from the buffer instead of parsed from hex.
+  readonly #idTexts: (string | null)[] = [null, null, null, null];
+  readonly #idAt = new Int32Array(4);
+  #idNext = 0;
 
   constructor(initialSize = 64 * 1024) {
     this.buffer = Buffer.allocUnsafe(initialSize);
@@ -13,6 +18,7 @@ export class ProtobufWriter {
 
   reset(): void {
     this.pos = 0;
+    this.#idTexts.fill(null);
   }
 
   /** A copy of what was written (the writer's buffer is reused). */
@@ -101,9 +107,22 @@ export class ProtobufWriter {
     const length = hex.length >>> 1;
     this.varint(length);
     this.ensure(length);
-    // Ids are short: a loop here beats a call into Buffer.write's C++ for each of them.
     const buffer = this.buffer;
     let pos = this.pos;
+    const texts = this.#idTexts;
+    for (let slot = 0; slot < texts.length; slot++) {
+      if (texts[slot] === hex) {
+        const from = this.#idAt[slot]!;
+        for (let i = 0; i < length; i++) buffer[pos + i] = buffer[from + i]!;
+        this.pos = pos + length;
+        return;
+      }
+    }
+    const slot = this.#idNext;
+    this.#idNext = (slot + 1) % texts.length;
+    texts[slot] = hex;
+    this.#idAt[slot] = pos;
+    // Ids are short: a loop here beats a call into Buffer.write's C++ for each of them.
     for (let i = 0; i < hex.length; i += 2) buffer[pos++] = (HEX_VALUE[hex.charCodeAt(i)]! << 4) | HEX_VALUE[hex.charCodeAt(i + 1)]!;
     this.pos = pos;
   }
@@ -205,6 +224,38 @@ export class ProtobufWriter {
     this.finishLength(start);
   }
 
+  /**
+   * As `begin`, for a message that is usually 128 bytes to 16 KiB long (a span): two bytes are
+   * reserved for its length, so that `endSized` moves nothing in the usual case.
+   */
+  beginSized(field: number): number {
+    this.tag(field, 2);
+    this.ensure(2);
+    this.pos += 2;
+    return this.pos;
+  }
+
+  endSized(start: number): void {
+    const length = this.pos - start;
+    const buffer = this.buffer;
+    if (length >= 0x80 && length < 0x4000) {
+      buffer[start - 2] = (length & 0x7f) | 0x80;
+      buffer[start - 1] = length >>> 7;
+      return;
+    }
+    // Shorter than two bytes need (a varint is written minimally) or longer than they hold: the
+    // message moves back to a one-byte reservation and is finished as any other.
+    buffer.copyWithin(start - 1, start, this.pos);
+    this.#moved(start);
+    this.pos -= 1;
+    this.finishLength(start - 1);
+  }
+
+  /** Bytes from `start` on moved: ids remembered there are no longer where they were. */
+  #moved(start: number): void {
+    for (let slot = 0; slot < this.#idTexts.length; slot++) if (this.#idAt[slot]! >= start) this.#idTexts[slot] = null;
+  }
+
   /** Writes the varint length of `[start, pos)` into the byte reserved before `start`. */
   private finishLength(start: number): void {
     const length = this.pos - start;
@@ -215,6 +266,7 @@ export class ProtobufWriter {
     const extra = varintSize(length) - 1;
     this.ensure(extra);
     this.buffer.copyWithin(start + extra, start, this.pos);
+    this.#moved(start);
     this.pos = start - 1;
     this.varint(length);
     this.pos += length;

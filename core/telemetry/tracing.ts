@@ -2,7 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type TextMapGetter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { ParsedTelemetry } from '../config/schema.ts';
-import { CLIENT_SLOTS, GatewaySpan, NO_SLOTS, SERVER_SLOTS, TIME_ORIGIN, type SpanSlots } from './gateway-span.ts';
+import { CLIENT_SLOTS, GatewaySpan, NO_SLOTS, nowEpochMs, SERVER_SLOTS, TIME_ORIGIN, type SpanSlots } from './gateway-span.ts';
 import type { SamplingPolicy } from './sampling-policy.ts';
 import type { SpanBatcher } from './span-batcher.ts';
 import { newSpanId, newTraceId, parseTraceparent, type RemoteParent } from './trace-context.ts';
@@ -144,13 +144,15 @@ export function startClientSpan(
 /** Ends a request's spans with its outcome. */
 export function endRequestSpans(request: RequestTrace, status: number, upstreamStatus: number | null, errorCode: string | null, errorMessage: string | null): void {
   const { span, client } = request;
+  // The request's spans end together, when the response has gone: one clock reading for both.
+  const endMs = client !== null || span.isRecording() ? nowEpochMs() : 0;
   if (client !== null) {
     if (upstreamStatus !== null) client.setSlot(CLIENT_SLOTS.at.status, upstreamStatus);
     if (upstreamStatus === null || upstreamStatus >= 500) {
       client.setSlot(CLIENT_SLOTS.at.errorType, upstreamStatus === null ? (errorCode ?? 'error') : String(upstreamStatus));
       client.setStatus({ code: SpanStatusCode.ERROR });
     }
-    client.end();
+    client.end(endMs);
   }
   if (!span.isRecording()) {
     span.end();
@@ -165,7 +167,7 @@ export function endRequestSpans(request: RequestTrace, status: number, upstreamS
   } else if (errorCode !== null) {
     span.setSlot(at.errorCode, errorCode);
   }
-  span.end();
+  span.end(endMs);
 }
 
 /**

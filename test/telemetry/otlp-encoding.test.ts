@@ -150,6 +150,38 @@ describe('OTLP span encoding', () => {
     encodeOne(batch);
   });
 
+  it('writes spans of every length the way the official definitions read them: under 128 bytes, the usual, and past 16 KiB', () => {
+    const batch = new ProtobufSpanBatch(RESOURCE, SCOPE);
+    const sink = { record: (span: GatewaySpan) => batch.add(span) };
+    const lengths = [0, 40, 200, 16_300, 40_000];
+    for (const length of lengths) new GatewaySpan(sink, TRACE, '00f067aa0ba902b7', '', undefined, 's', SpanKind.INTERNAL, START_MS).setAttribute('text', 'x'.repeat(length)).end(START_MS + 1);
+    const spans = decodeProtobuf(batch.take()).resourceSpans[0].scopeSpans[0].spans;
+    expect(spans.map((span: { attributes: { value: { stringValue?: string } }[] }) => span.attributes[0]!.value.stringValue?.length ?? 0)).to.deep.equal(lengths);
+  });
+
+  it('writes the ids spans share right, also once a span before them was moved in the buffer', () => {
+    const batch = new ProtobufSpanBatch(RESOURCE, SCOPE);
+    const sink = { record: (span: GatewaySpan) => batch.add(span) };
+    const id = (n: number) => n.toString(16).padStart(16, '0');
+    // Short spans move back by a byte when they end, long ones forward, and long attributes move within.
+    const sizes = [0, 200, 0, 20_000, 0, 50];
+    sizes.forEach((size, n) => {
+      const span = new GatewaySpan(sink, TRACE, id(n + 1), n === 0 ? '' : id(n), undefined, 's', SpanKind.INTERNAL, START_MS);
+      if (size > 0) span.setAttribute('text', 'x'.repeat(size));
+      if (n > 0) span.addLink({ context: { traceId: TRACE, spanId: id(n), traceFlags: 1 } });
+      span.end(START_MS + 1);
+    });
+    const spans = decodeProtobuf(batch.take()).resourceSpans[0].scopeSpans[0].spans;
+    spans.forEach((span: { traceId: string; spanId: string; parentSpanId?: string; links?: { spanId: string }[] }, n: number) => {
+      expect(hex(span.traceId)).to.equal(TRACE);
+      expect(hex(span.spanId)).to.equal(id(n + 1));
+      if (n > 0) {
+        expect(hex(span.parentSpanId!)).to.equal(id(n));
+        expect(hex(span.links![0]!.spanId)).to.equal(id(n));
+      }
+    });
+  });
+
   it('caps a span at the SDK limits and says how much it dropped', () => {
     const batch = new ProtobufSpanBatch(RESOURCE, SCOPE);
     const span = new GatewaySpan({ record: (s) => batch.add(s) }, TRACE, '00f067aa0ba902b7', '', undefined, 'chatty', SpanKind.INTERNAL, START_MS);
