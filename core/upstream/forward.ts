@@ -112,9 +112,10 @@ async function attemptOnce(
           path: target.basePath + request.path,
           headers: headers as Record<string, string | string[]>,
           body: body as Dispatcher.DispatchOptions['body'],
-          ...(headersTimeout === undefined ? {} : { headersTimeout }),
-          ...(bodyTimeout === undefined ? {} : { bodyTimeout }),
-        },
+          // Unset, they are undefined: undici then uses the pool's own (one shape for every request).
+          headersTimeout,
+          bodyTimeout,
+        } as Dispatcher.DispatchOptions,
         exchange,
       );
     });
