@@ -175,7 +175,8 @@ for (const subject of subjects) {
 
 const results = new Map<string, { load: LoadResult; cpuUsPerRequest: number | null; rssMiB: number | null }[]>();
 for (let round = 1; round <= ROUNDS; round++) {
-  for (const subject of subjects) {
+  // Every other round runs backwards, so that no subject always follows the same one.
+  for (const subject of round % 2 === 1 ? subjects : [...subjects].reverse()) {
     if (PIN && subject.loadUnpinned) pin(upstreamPid, ALL_CPUS);
     const cpuBefore = cpuTicks(subject.pids);
     const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN && !subject.loadUnpinned ? LOAD_CPUS : undefined, headers: subject.headers });
@@ -191,8 +192,14 @@ for (let round = 1; round <= ROUNDS; round++) {
   }
 }
 
-const direct = median(results.get('upstream direct')!.map((r) => r.load.requestsPerSec));
-const bare = median(results.get('tollgate (1 worker)')!.map((r) => r.load.requestsPerSec));
+/**
+ * A ratio between two subjects: the median of their ratios round by round. The machine drifts
+ * between rounds far more than within one, and a round measures both subjects close together.
+ */
+const pairedRatio = (name: string, baseline: string): number => {
+  const baseRuns = results.get(baseline)!;
+  return median(results.get(name)!.map((run, round) => run.load.requestsPerSec / baseRuns[round]!.load.requestsPerSec));
+};
 const table = [
   '| subject | req/s | p50 ms | p99 ms | vs direct | vs tollgate | CPU µs/req | RSS MiB |',
   '|---|--:|--:|--:|--:|--:|--:|--:|',
@@ -202,20 +209,18 @@ for (const subject of subjects) {
   const rps = median(runs.map((r) => r.load.requestsPerSec));
   const cpu = runs[0]!.cpuUsPerRequest === null ? '—' : fmt(median(runs.map((r) => r.cpuUsPerRequest!)), 1);
   table.push(
-    `| ${subject.name} | ${fmt(rps, 0)} | ${fmt(median(runs.map((r) => r.load.p50Ms)), 2)} | ${fmt(median(runs.map((r) => r.load.p99Ms)), 2)} | ${fmt(rps / direct, 2)} | ${subject.pids.length ? fmt(rps / bare, 2) : '—'} | ${cpu} | ${runs[0]!.rssMiB === null ? '—' : fmt(Math.max(...runs.map((r) => r.rssMiB!)), 0)} |`,
+    `| ${subject.name} | ${fmt(rps, 0)} | ${fmt(median(runs.map((r) => r.load.p50Ms)), 2)} | ${fmt(median(runs.map((r) => r.load.p99Ms)), 2)} | ${fmt(pairedRatio(subject.name, 'upstream direct'), 2)} | ${subject.pids.length ? fmt(pairedRatio(subject.name, 'tollgate (1 worker)'), 2) : '—'} | ${cpu} | ${runs[0]!.rssMiB === null ? '—' : fmt(Math.max(...runs.map((r) => r.rssMiB!)), 0)} |`,
   );
 }
-const rpsOf = (name: string): number => median(results.get(name)!.map((r) => r.load.requestsPerSec));
 const ratios: string[] = [];
-if (results.has('nginx (1 worker)')) ratios.push(`tollgate / nginx: ${fmt(bare / rpsOf('nginx (1 worker)'), 2)}`);
+const FULL = 'full chain (auth, redis limit, 10 % traces, cache miss)';
+if (results.has('nginx (1 worker)')) ratios.push(`tollgate / nginx: ${fmt(pairedRatio('tollgate (1 worker)', 'nginx (1 worker)'), 2)}`);
 if (results.has('fast-gateway 5')) {
-  const peer = rpsOf('fast-gateway 5');
-  const full = results.has('full chain (auth, redis limit, 10 % traces, cache miss)') ? rpsOf('full chain (auth, redis limit, 10 % traces, cache miss)') : Number.NaN;
-  const hit = results.has('tollgate + cache hit') ? rpsOf('tollgate + cache hit') : Number.NaN;
-  ratios.push(`tollgate / fast-gateway: ${fmt(bare / peer, 2)}; full chain / fast-gateway: ${fmt(full / peer, 2)}; cache hit / fast-gateway: ${fmt(hit / peer, 2)}`);
+  const versusPeer = (name: string): string => (results.has(name) ? fmt(pairedRatio(name, 'fast-gateway 5'), 2) : '—');
+  ratios.push(`tollgate / fast-gateway: ${versusPeer('tollgate (1 worker)')}; full chain / fast-gateway: ${versusPeer(FULL)}; cache hit / fast-gateway: ${versusPeer('tollgate + cache hit')}`);
 }
-if (results.has('tollgate (2 workers, unpinned)')) ratios.push(`2 workers / 1 worker: ${fmt(rpsOf('tollgate (2 workers, unpinned)') / bare, 2)}`);
-console.log(`\nmedians of ${ROUNDS} rounds (ratios: req/s relative to the upstream hit directly, and to tollgate without plugins):`);
+if (results.has('tollgate (2 workers, unpinned)')) ratios.push(`2 workers / 1 worker: ${fmt(pairedRatio('tollgate (2 workers, unpinned)', 'tollgate (1 worker)'), 2)}`);
+console.log(`\nmedians of ${ROUNDS} rounds (ratios: the median of round-by-round ratios of req/s, to the upstream hit directly and to tollgate without plugins):`);
 console.log([...table, '', ...ratios].join('\n'));
 
 // A full run is the project's record: it replaces the generated block of docs/benchmarks.md.
@@ -223,7 +228,7 @@ if (!only?.length && process.env.BENCH_WRITE !== '0') {
   writeLatestRun(join(REPO, 'docs/benchmarks.md'), {
     date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
     command: `BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_CONNECTIONS=${CONNECTIONS} npm run bench`,
-    setup: `${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS} s, medians; ` +
+    setup: `${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS} s (every other round in reverse order), medians; ratios are medians of round-by-round ratios; ` +
       (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'one core, no pinning'),
     table,
     ratios,
