@@ -13,7 +13,9 @@ import { RedisConnection } from './redis/redis-client.ts';
 import { Router } from './router.ts';
 import { trace } from '@opentelemetry/api';
 import { GatewayMetrics, pluginMetrics } from './telemetry/metrics.ts';
+import type { MetricsExport } from './telemetry/metrics-export.ts';
 import { Tracing } from './telemetry/tracing.ts';
+import type { ParsedTelemetry } from './config/schema.ts';
 import { compilePathRewrite, type PathRewrite } from './upstream/path-rewrite.ts';
 import { Upstream } from './upstream/upstream.ts';
 import { OffloadPool } from './offload/offload-pool.ts';
@@ -64,10 +66,12 @@ export class Gateway {
   readonly redis: RedisConnection | null;
   /** The worker's OpenTelemetry tracing, when the config has `telemetry`. */
   readonly tracing: Tracing | null;
-  /** Request metrics, recorded when there is an admin listener to serve them. */
+  /** Request metrics, recorded when there is an admin listener to serve them or an OTLP export of them. */
   readonly metrics: GatewayMetrics | null;
   /** The worker's thread pool; it starts threads only once a plugin loads a task. */
   readonly offload: OffloadPool;
+  /** The OTLP export of the worker's metrics, when `telemetry.metrics` asks for it. */
+  readonly #metricsExport: MetricsExport | null;
 
   private constructor(
     config: ResolvedConfig,
@@ -76,14 +80,16 @@ export class Gateway {
     redis: RedisConnection | null,
     tracing: Tracing | null,
     offload: OffloadPool,
+    metricsExport: MetricsExport | null,
   ) {
     this.config = config;
+    this.#metricsExport = metricsExport;
     this.offload = offload;
     this.logger = logger;
     this.#hooks = hooks;
     this.redis = redis;
     this.tracing = tracing;
-    this.metrics = config.admin ? new GatewayMetrics() : null;
+    this.metrics = config.admin || config.telemetry?.metrics ? new GatewayMetrics() : null;
     this.trusted = new TrustedProxies(config.trustProxy);
     this.protocol = config.tls ? 'https' : 'http';
     this.upstreams = new Map(Object.entries(config.upstreams).map(([name, upstream]) => [name, new Upstream(name, upstream, logger)]));
@@ -112,6 +118,7 @@ export class Gateway {
     const hooks = new Map<PluginInstance, PluginHooks>();
     // Started before any plugin, so that a plugin may use the OpenTelemetry API in setup.
     const tracing = config.telemetry ? await Tracing.start(config.telemetry, options.workerId, options.logger) : null;
+    const metricsExport = config.telemetry?.metrics ? await startMetricsExport(config.telemetry, config.telemetry.metrics.exportIntervalMs, options.workerId, options.logger) : null;
     // Plugins set up against a connected Redis when there is one; an unreachable Redis is not a
     // reason to refuse to start (each plugin's failure policy covers it), so this waits only briefly.
     const redis = config.redis ? await RedisConnection.connect(config.redis, options.logger) : null;
@@ -127,10 +134,10 @@ export class Gateway {
     } catch (error) {
       await offload.close();
       await redis?.close();
-      await tracing?.shutdown();
+      await Promise.all([tracing?.shutdown(), metricsExport?.shutdown()]);
       throw error;
     }
-    return new Gateway(config, options.logger, hooks, redis, tracing, offload);
+    return new Gateway(config, options.logger, hooks, redis, tracing, offload, metricsExport);
   }
 
   /** The `http.Server` request listener. */
@@ -171,7 +178,7 @@ export class Gateway {
     await this.offload.close();
     await this.redis?.close();
     // Last: the spans of the requests just drained are flushed before the worker exits.
-    await this.tracing?.shutdown();
+    await Promise.all([this.tracing?.shutdown(), this.#metricsExport?.shutdown()]);
   }
 
   #chainOf(plugins: readonly ResolvedPlugin[]): ChainLink[] {
@@ -204,4 +211,10 @@ async function setupPlugin(
     throw new GatewayError('TG_ERR_PLUGIN_SETUP', `${resolved.label}: setup must return an object of hooks`);
   }
   return hooks;
+}
+
+/** Loaded only when asked for: the metrics SDK and its exporters are not a cost of every worker. */
+async function startMetricsExport(telemetry: ParsedTelemetry, intervalMs: number | undefined, workerId: number, logger: Logger): Promise<MetricsExport> {
+  const { MetricsExport } = await import('./telemetry/metrics-export.ts');
+  return MetricsExport.start(telemetry, intervalMs, workerId, logger);
 }

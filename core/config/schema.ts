@@ -126,6 +126,15 @@ const telemetry = z.strictObject({
       }),
     ])
     .default({ propagators: ['tracecontext', 'baggage'] }),
+  /** OTLP export of the metrics `/metrics` shows, from each worker; off unless set. */
+  metrics: z
+    .union([
+      z.literal(false),
+      z.strictObject({
+        exportIntervalMs: z.number().int().min(100).optional(),
+      }),
+    ])
+    .default(false),
   otlp: z
     .strictObject({
       endpoint: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }).optional(),

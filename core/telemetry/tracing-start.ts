@@ -43,14 +43,7 @@ export async function startTracingParts(
     ...(telemetry.otlp.headers ? { headers: telemetry.otlp.headers } : {}),
   };
   const protocol = telemetry.otlp.protocol ?? process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? process.env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf';
-  const attributes: Attributes = {
-    'service.name': telemetry.serviceName ?? process.env.OTEL_SERVICE_NAME ?? 'tollgate',
-    'service.version': telemetry.serviceVersion ?? TOLLGATE_VERSION,
-    'host.name': hostname(),
-    'process.pid': process.pid,
-    'tollgate.worker.id': workerId,
-  };
-  const resource = await workerResource(attributes);
+  const resource = await workerResource(telemetry, workerId);
   const scope = { name: 'tollgate', version: TOLLGATE_VERSION };
   const batch = protocol === 'http/json' ? new JsonSpanBatch(resource.attributes, scope) : new ProtobufSpanBatch(resource.attributes, scope);
   const batchOptions = batchOptionsFromEnv();
@@ -101,8 +94,18 @@ export function batchOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Batch
   };
 }
 
-/** The resource every span of this worker carries: the SDK's defaults and detectors, `OTEL_RESOURCE_ATTRIBUTES`, then ours. */
-async function workerResource(attributes: Attributes): Promise<Resource> {
+/**
+ * The resource every span and metric of this worker carries: the SDK's defaults and detectors,
+ * `OTEL_RESOURCE_ATTRIBUTES`, then ours.
+ */
+export async function workerResource(telemetry: ParsedTelemetry, workerId: number): Promise<Resource> {
+  const attributes: Attributes = {
+    'service.name': telemetry.serviceName ?? process.env.OTEL_SERVICE_NAME ?? 'tollgate',
+    'service.version': telemetry.serviceVersion ?? TOLLGATE_VERSION,
+    'host.name': hostname(),
+    'process.pid': process.pid,
+    'tollgate.worker.id': workerId,
+  };
   const names = (process.env.OTEL_NODE_RESOURCE_DETECTORS ?? 'service,host,process').split(',').map((name) => name.trim());
   const detectors: ResourceDetector[] = [];
   if (!names.includes('none')) {

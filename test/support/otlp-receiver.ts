@@ -7,6 +7,31 @@ import { createRequire } from 'node:module';
 const require = createRequire(import.meta.url);
 const { opentelemetry } = require('otlp-proto-decoder/build/src/generated/root.js');
 const ExportTraceServiceRequest = opentelemetry.proto.collector.trace.v1.ExportTraceServiceRequest;
+const ExportMetricsServiceRequest = opentelemetry.proto.collector.metrics.v1.ExportMetricsServiceRequest;
+
+/** One data point of an exported metric, as the official definitions decode it. */
+export interface ReceivedPoint {
+  attributes: Record<string, string | number | boolean>;
+  /** Sums and gauges. */
+  value?: number;
+  /** Histograms. */
+  count?: number;
+  sum?: number;
+  bucketCounts?: number[];
+  explicitBounds?: number[];
+}
+
+export interface ReceivedMetric {
+  name: string;
+  unit: string;
+  kind: 'sum' | 'gauge' | 'histogram' | 'other';
+  /** Sums only. */
+  monotonic?: boolean;
+  /** 1 delta, 2 cumulative. */
+  temporality?: number;
+  resource: Record<string, string | number | boolean>;
+  points: ReceivedPoint[];
+}
 
 export interface ReceivedSpan {
   name: string;
@@ -27,6 +52,8 @@ export interface OtlpReceiver {
   /** Base URL, as `telemetry.otlp.endpoint` takes it. */
   url: string;
   spans: ReceivedSpan[];
+  /** Every metric of every metrics export, in arrival order. */
+  metrics: ReceivedMetric[];
   /** The encodings exports arrived in. */
   encodings: Set<'json' | 'protobuf'>;
   /** Resolves once a span that matches has arrived. */
@@ -37,14 +64,23 @@ export interface OtlpReceiver {
 /** An OTLP/HTTP receiver on loopback that decodes protobuf trace exports. */
 export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   const spans: ReceivedSpan[] = [];
+  const metrics: ReceivedMetric[] = [];
   const encodings = new Set<'json' | 'protobuf'>();
   const server: Server = createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (chunk: Buffer) => chunks.push(chunk));
     req.on('end', () => {
       const json = req.headers['content-type'] === 'application/json';
-      if (req.url !== '/v1/traces' || (!json && req.headers['content-type'] !== 'application/x-protobuf')) {
+      if ((req.url !== '/v1/traces' && req.url !== '/v1/metrics') || (!json && req.headers['content-type'] !== 'application/x-protobuf')) {
         res.writeHead(415).end();
+        return;
+      }
+      if (req.url === '/v1/metrics') {
+        const body = Buffer.concat(chunks);
+        const request = json ? ExportMetricsServiceRequest.fromObject(JSON.parse(body.toString('utf8'))) : ExportMetricsServiceRequest.decode(body);
+        encodings.add(json ? 'json' : 'protobuf');
+        metrics.push(...metricsOf(request));
+        res.writeHead(200, { 'content-type': 'application/x-protobuf' }).end();
         return;
       }
       // OTLP/JSON is the protobuf message's canonical JSON mapping (ids as hex): fromObject decodes it.
@@ -76,6 +112,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
   return {
     url: `http://127.0.0.1:${port}`,
     spans,
+    metrics,
     encodings,
     async waitForSpan(match, timeoutMs = 15_000) {
       const deadline = Date.now() + timeoutMs;
@@ -114,6 +151,34 @@ function attributesOf(list: { key: string; value: Record<string, unknown> }[]): 
     if (field === undefined) continue;
     const raw = value[field];
     out[key] = field === 'intValue' ? Number(String(raw)) : (raw as string | number | boolean);
+  }
+  return out;
+}
+
+function metricsOf(request: any): ReceivedMetric[] {
+  const out: ReceivedMetric[] = [];
+  for (const resourceMetrics of request.resourceMetrics ?? []) {
+    const resource = attributesOf(resourceMetrics.resource?.attributes ?? []);
+    for (const scopeMetrics of resourceMetrics.scopeMetrics ?? []) {
+      for (const metric of scopeMetrics.metrics ?? []) {
+        const kind = metric.sum ? 'sum' : metric.gauge ? 'gauge' : metric.histogram ? 'histogram' : 'other';
+        const body = metric.sum ?? metric.gauge ?? metric.histogram ?? { dataPoints: [] };
+        out.push({
+          name: metric.name,
+          unit: metric.unit ?? '',
+          kind,
+          ...(metric.sum ? { monotonic: Boolean(metric.sum.isMonotonic) } : {}),
+          ...(body.aggregationTemporality !== undefined ? { temporality: body.aggregationTemporality } : {}),
+          resource,
+          points: (body.dataPoints ?? []).map((point: any) => ({
+            attributes: attributesOf(point.attributes ?? []),
+            ...(kind === 'histogram'
+              ? { count: Number(String(point.count)), sum: point.sum, bucketCounts: (point.bucketCounts ?? []).map((n: unknown) => Number(String(n))), explicitBounds: point.explicitBounds ?? [] }
+              : { value: point.asDouble ?? Number(String(point.asInt)) }),
+          })),
+        });
+      }
+    }
   }
   return out;
 }
