@@ -1,4 +1,5 @@
 import { PassThrough } from 'node:stream';
+import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { definePlugin, durationSchema, type GatewayResponse, type Reply, type RequestContext } from '../../core/index.ts';
 import type { HeaderRecord } from '../../core/http/header-map.ts';
@@ -43,6 +44,12 @@ const options = z.strictObject({
   /** How long concurrent misses for one key wait for the first to fill the cache; 0 disables. Default 5 s. */
   coalesceTimeout: durationSchema.default(5_000),
   /**
+   * How long a URL whose response could not be stored (no-store, private, too large...) is not
+   * coalesced: its concurrent misses go to the upstream at once instead of queueing behind one
+   * another for a response none of them can share. A stored response ends it early. Default 30 s.
+   */
+  uncacheableTtl: durationSchema.default(30_000),
+  /**
    * Also keep entries in the config's Redis, shared by every worker of every gateway on it; purges
    * then reach every gateway. A Redis failure makes the cache memory-only, never an error. Default false.
    */
@@ -62,6 +69,9 @@ interface Pending {
   /** Resolves when this request's response is stored or known not to be (coalesced misses wait on it). */
   leader: (() => void) | null;
 }
+
+/** Reasons not to store that come from the request (its credentials, its method), not from the URL's response. */
+const REQUEST_REASONS = new Set(['authorization', 'credentials', 'head']);
 
 /** Hop-by-hop and per-response fields a stored response never repeats. */
 const NOT_STORED_HEADERS = new Set(['age', 'cache-status', 'connection', 'keep-alive', 'transfer-encoding', 'x-request-id', 'set-cookie']);
@@ -87,6 +97,8 @@ export const cache = definePlugin({
     const policy = { defaultTtlMs: opts.ttl, allowAuthorized: opts.allowAuthorized, allowCookies: opts.allowCookies };
     const pending = new WeakMap<RequestContext, Pending>();
     const inflight = new Map<string, Promise<void>>();
+    // URLs lately answered with something that could not be stored ("hit-for-miss", as Varnish calls it).
+    const uncacheable = opts.uncacheableTtl > 0 ? new LRUCache<string, true>({ max: 10_000, ttl: opts.uncacheableTtl }) : null;
     const lookups = counter('tollgate_cache_lookups_total', 'Cache lookups, by result (hit, stale, miss, bypass).', ['result'] as const);
     if (opts.redis && gw.redis === null) throw new Error("redis: true needs the gateway config's redis section");
     const shared = opts.redis ? new RedisCacheTier(gw.redis!, gw.logger, gw.redis!.keyPrefix) : null;
@@ -162,6 +174,12 @@ export const cache = definePlugin({
       }
       if (requestCacheControl.has('only-if-cached')) {
         return { status: 504, headers: { 'cache-status': status(`fwd=${found}; detail=only-if-cached`) }, json: { error: { code: 'TG_ERR_NOT_CACHED', message: 'The response is not in the cache' } } };
+      }
+      // Lately uncacheable: no waiting for, nor making others wait for, a response nobody can share.
+      if (uncacheable?.has(primary)) {
+        lookups.inc({ result: 'miss' });
+        pending.set(ctx, { primary, requestedAt: now, requestCacheControl, stale: null, fwd: found, leader: null });
+        return;
       }
       // Another request is already fetching this URL: wait for it rather than ask the upstream again.
       const leading = inflight.get(primary);
@@ -285,6 +303,8 @@ export const cache = definePlugin({
       if (typeof decision === 'string' || ctx.request.method === 'HEAD' || length > opts.maxEntrySize) {
         const detail = typeof decision === 'string' ? decision : ctx.request.method === 'HEAD' ? 'head' : 'too-large';
         response.headers.set('cache-status', status(`${fwd}; detail=${detail}`));
+        // What the response says, not what this request carried, makes the URL uncacheable for all.
+        if (!REQUEST_REASONS.has(detail)) uncacheable?.set(state.primary, true);
         if (state.stale !== null) store.delete(state.stale.key);
         state.leader?.();
         return;
@@ -324,8 +344,9 @@ export const cache = definePlugin({
             };
           store.set(entry, vary);
           shared?.set(entry, vary, sharedTtl(entry));
+          uncacheable?.delete(state.primary);
           stored = true;
-        }
+        } else uncacheable?.set(state.primary, true); // streamed past maxEntrySize
         state.leader?.();
       });
       tap.once('close', () => {

@@ -11,11 +11,17 @@ const TOKEN = 'cache-admin-token-0123456789';
 /** An upstream whose answers the tests pick by path, counting how often each path is asked. */
 function origin() {
   const hits = new Map<string, number>();
+  // Requests in progress and the most at once, by path.
+  const active = new Map<string, number>();
+  const peaks = new Map<string, number>();
   let failing = false;
   const handler = (req: IncomingMessage, res: ServerResponse): void => {
     const path = (req.url ?? '/').split('?')[0]!;
     const count = (hits.get(path) ?? 0) + 1;
     hits.set(path, count);
+    active.set(path, (active.get(path) ?? 0) + 1);
+    peaks.set(path, Math.max(peaks.get(path) ?? 0, active.get(path)!));
+    res.once('close', () => active.set(path, active.get(path)! - 1));
     req.resume();
     const body = (text: string, headers: Record<string, string> = {}, status = 200): void => {
       res.writeHead(status, { 'content-type': 'text/plain', 'content-length': Buffer.byteLength(text), ...headers });
@@ -53,6 +59,9 @@ function origin() {
       case '/slow':
         setTimeout(() => body(`slow #${count}`, { 'cache-control': 'max-age=60' }), 300);
         return;
+      case '/slow-private':
+        setTimeout(() => body(`slow-private #${count}`, { 'cache-control': 'private' }), 300);
+        return;
       case '/tagged':
         return body(`tagged #${count}`, { 'cache-control': 'max-age=60', 'surrogate-key': 'product-1 catalog' });
       case '/big':
@@ -67,7 +76,7 @@ function origin() {
         return body('not here', {}, 404);
     }
   };
-  return { hits, handler, fail: (value: boolean) => (failing = value) };
+  return { hits, peaks, handler, fail: (value: boolean) => (failing = value) };
 }
 
 describe('cache', () => {
@@ -219,6 +228,16 @@ describe('cache', () => {
     const responses = await Promise.all(Array.from({ length: 60 }, () => get('/slow')));
     expect(responses.every((r) => r.status === 200 && /^slow #\d$/.test(r.text))).to.equal(true);
     expect(hits('/slow')).to.equal(1);
+  });
+
+  it('once a URL answered something no one may share, lets its concurrent misses go upstream together instead of queueing behind one another', async () => {
+    const first = await get('/slow-private');
+    expect(first.headers['cache-status']).to.include('detail=private');
+    const responses = await Promise.all(Array.from({ length: 5 }, () => get('/slow-private')));
+    expect(responses.every((r) => r.status === 200)).to.equal(true);
+    // Coalesced, one would have gone first and four after it: at most four at once.
+    expect(upstreamState.peaks.get('/slow-private')).to.equal(5);
+    expect(hits('/slow-private')).to.equal(6);
   });
 
   it('keys by the sorted query, without excluded parameters; HEAD is answered from GET', async () => {
