@@ -15,6 +15,7 @@ import client from 'prom-client';
 import type { Logger } from 'pino';
 import type { ParsedTelemetry } from '../config/schema.ts';
 import { TOLLGATE_VERSION } from '../version.ts';
+import { shutdownWithin } from './bounded-shutdown.ts';
 import { workerResource } from './tracing-start.ts';
 
 /**
@@ -172,15 +173,9 @@ export class MetricsExport {
 
   /** Exports what was recorded since the last export, then stops; bounded, as a dead collector must not hold up a drain. */
   async shutdown(deadlineMs = 5_000): Promise<void> {
-    let timer!: NodeJS.Timeout;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        this.#logger.warn('telemetry: metrics not exported within the shutdown deadline');
-        resolve();
-      }, deadlineMs);
+    await shutdownWithin(this.#provider.shutdown(), deadlineMs, this.#logger, {
+      late: 'telemetry: metrics not exported within the shutdown deadline',
+      failed: 'telemetry: metrics export shutdown failed',
     });
-    const stopped = this.#provider.shutdown().catch((error: unknown) => this.#logger.warn({ err: error }, 'telemetry: metrics export shutdown failed'));
-    await Promise.race([stopped, deadline]);
-    clearTimeout(timer);
   }
 }

@@ -2,6 +2,7 @@ import type { IncomingMessage } from 'node:http';
 import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type TextMapGetter } from '@opentelemetry/api';
 import type { Logger } from 'pino';
 import type { ParsedTelemetry } from '../config/schema.ts';
+import { shutdownWithin } from './bounded-shutdown.ts';
 import { CLIENT_SLOTS, GatewaySpan, NO_SLOTS, nowEpochMs, SERVER_SLOTS, TIME_ORIGIN, type SpanSlots } from './gateway-span.ts';
 import type { SamplingPolicy } from './sampling-policy.ts';
 import type { SpanBatcher } from './span-batcher.ts';
@@ -89,16 +90,10 @@ export class Tracing {
 
   /** Flushes queued spans and stops the SDK; bounded, as a worker must not hang on a dead collector. */
   async shutdown(deadlineMs = 5_000): Promise<void> {
-    let timer!: NodeJS.Timeout;
-    const deadline = new Promise<void>((resolve) => {
-      timer = setTimeout(() => {
-        this.#logger.warn('telemetry: spans not flushed within the shutdown deadline');
-        resolve();
-      }, deadlineMs);
+    await shutdownWithin(Promise.all([this.#batcher.shutdown(), this.#sdk.shutdown()]), deadlineMs, this.#logger, {
+      late: 'telemetry: spans not flushed within the shutdown deadline',
+      failed: 'telemetry shutdown failed',
     });
-    const flushed = Promise.all([this.#batcher.shutdown(), this.#sdk.shutdown()]).catch((error: unknown) => this.#logger.warn({ err: error }, 'telemetry shutdown failed'));
-    await Promise.race([flushed, deadline]);
-    clearTimeout(timer);
   }
 }
 
