@@ -32,11 +32,11 @@ describe('metrics export over OTLP', () => {
     await receiver?.close();
   });
 
-  const config = (intervalMs: number) => `
+  const config = (intervalMs: number, protocol = 'http/protobuf') => `
     import { defineConfig } from '${CORE}';
     export default defineConfig({
       listen: { port: 0, host: '127.0.0.1' },
-      telemetry: { serviceName: 'edge', tracing: false, metrics: { exportIntervalMs: ${intervalMs} }, otlp: { endpoint: '${receiver.url}' } },
+      telemetry: { serviceName: 'edge', tracing: false, metrics: { exportIntervalMs: ${intervalMs} }, otlp: { endpoint: '${receiver.url}', protocol: '${protocol}' } },
       upstreams: { app: { targets: ['${upstream.url}'] } },
       routes: [{ path: '/items/:id', upstream: 'app' }],
     });
@@ -82,6 +82,19 @@ describe('metrics export over OTLP', () => {
     } finally {
       await gateway.stop();
     }
+  });
+
+  it('exports OTLP/JSON instead when the config asks for it', async () => {
+    receiver.metrics.length = 0;
+    receiver.encodings.clear();
+    const gateway = await startGateway(config(600_000, 'http/json'), { workers: 1 });
+    try {
+      for (let i = 0; i < 4; i++) await send(`${gateway.url}/items/${i}`);
+    } finally {
+      await gateway.stop();
+    }
+    expect([...receiver.encodings]).to.deep.equal(['json']);
+    expect(counted(receiver.metrics, { 'http.route': '/items/:id', 'http.response.status_code': 200 })).to.equal(4);
   });
 
   describe('from the prom-client registry', () => {
