@@ -96,7 +96,7 @@ export class JsonSpanBatch implements SpanBatch {
 }
 
 function writeSpan(writer: ProtobufWriter, field: number, span: GatewaySpan): void {
-  const start = writer.beginSized(field);
+  const start = writer.begin(field, 2);
   writer.hexBytes(1, span.traceId);
   writer.hexBytes(2, span.spanId);
   if (span.traceState) writer.string(3, span.traceState);

@@ -212,11 +212,15 @@ export class ProtobufWriter {
     this.pos = pos;
   }
 
-  /** Starts a length-delimited field whose length is written by `end(start)`. */
-  begin(field: number): number {
+  /**
+   * Starts a length-delimited field whose length is written by `end(start)`. A message that is
+   * usually 128 bytes to 16 KiB long (a span) reserves 2 bytes and ends with `endSized`, which then
+   * moves nothing in the usual case.
+   */
+  begin(field: number, lengthBytes: 1 | 2 = 1): number {
     this.tag(field, 2);
-    this.ensure(1);
-    this.pos += 1;
+    this.ensure(lengthBytes);
+    this.pos += lengthBytes;
     return this.pos;
   }
 
@@ -224,17 +228,7 @@ export class ProtobufWriter {
     this.finishLength(start);
   }
 
-  /**
-   * As `begin`, for a message that is usually 128 bytes to 16 KiB long (a span): two bytes are
-   * reserved for its length, so that `endSized` moves nothing in the usual case.
-   */
-  beginSized(field: number): number {
-    this.tag(field, 2);
-    this.ensure(2);
-    this.pos += 2;
-    return this.pos;
-  }
-
+  /** Ends a field begun with 2 length bytes. */
   endSized(start: number): void {
     const length = this.pos - start;
     const buffer = this.buffer;

@@ -112,10 +112,10 @@ async function attemptOnce(
           path: target.basePath + request.path,
           headers: headers as Record<string, string | string[]>,
           body: body as Dispatcher.DispatchOptions['body'],
-          // Unset, they are undefined: undici then uses the pool's own (one shape for every request).
-          headersTimeout,
-          bodyTimeout,
-        } as Dispatcher.DispatchOptions,
+          // Unset, they are null: undici then uses the pool's own (one shape for every request).
+          headersTimeout: headersTimeout ?? null,
+          bodyTimeout: bodyTimeout ?? null,
+        },
         exchange,
       );
     });
