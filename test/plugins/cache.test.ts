@@ -62,6 +62,13 @@ function origin() {
       case '/slow-private':
         setTimeout(() => body(`slow-private #${count}`, { 'cache-control': 'private' }), 300);
         return;
+      case '/slow-flip':
+        // Private at first, then storable for a second.
+        setTimeout(() => body(`slow-flip #${count}`, { 'cache-control': count === 1 ? 'private' : 'max-age=1' }), 300);
+        return;
+      case '/slow-silent':
+        setTimeout(() => body(`slow-silent #${count}`), 300);
+        return;
       case '/tagged':
         return body(`tagged #${count}`, { 'cache-control': 'max-age=60', 'surrogate-key': 'product-1 catalog' });
       case '/big':
@@ -83,6 +90,7 @@ describe('cache', () => {
   const upstreamState = origin();
   let upstream: TestUpstream;
   let gateway: GatewayProcess;
+  let admin = '';
   const hits = (path: string): number => upstreamState.hits.get(path) ?? 0;
   const get = (path: string, headers: Record<string, string> = {}): Promise<TestResponse> => send(`${gateway.url}${path}`, { headers });
 
@@ -98,6 +106,7 @@ describe('cache', () => {
         upstreams: { app: { targets: ['${upstream.url}'] } },
         routes: [
           { path: '/silent', name: 'silent-with-ttl', upstream: 'app', plugins: [cache({ ttl: '30s', key: { query: { exclude: ['utm_source'] } } })] },
+          { path: '/slow-silent', upstream: 'app', plugins: [cache({ ttl: '30s' })] },
           { path: '/big', upstream: 'app', plugins: [cache({ maxEntrySize: 1024 })] },
           { path: '/*', upstream: 'app', plugins: [cache({ key: { query: { exclude: ['utm_source'] } } })] },
         ],
@@ -111,7 +120,7 @@ describe('cache', () => {
   // One worker, so that what one request stores the next one finds.
   before(async () => {
     upstream = await startUpstream(upstreamState.handler);
-    ({ gateway } = await start(1));
+    ({ gateway, admin } = await start(1));
   });
   after(async () => {
     await gateway?.stop();
@@ -238,6 +247,24 @@ describe('cache', () => {
     // Coalesced, one would have gone first and four after it: at most four at once.
     expect(upstreamState.peaks.get('/slow-private')).to.equal(5);
     expect(hits('/slow-private')).to.equal(6);
+  });
+
+  it('coalesces a URL again once it answered something storable', async () => {
+    expect((await get('/slow-flip')).headers['cache-status']).to.include('detail=private');
+    expect((await get('/slow-flip')).headers['cache-status']).to.include('stored');
+    // Purged, so that the next requests miss (a stale entry is revalidated, never coalesced).
+    const purged = await send(`${admin}/cache/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ url: `${gateway.url}/slow-flip` }) });
+    expect(purged.status).to.equal(200);
+    await Promise.all(Array.from({ length: 5 }, () => get('/slow-flip')));
+    expect(upstreamState.peaks.get('/slow-flip')).to.equal(1);
+  });
+
+  it("does not stop coalescing a URL for what one request carried (its cookie), only for what the response said", async () => {
+    // With a cookie, a response with no freshness of its own is not stored on the route's ttl.
+    expect((await get('/slow-silent', { cookie: 'session=1' })).headers['cache-status']).to.include('detail=credentials');
+    await Promise.all(Array.from({ length: 5 }, () => get('/slow-silent')));
+    expect(upstreamState.peaks.get('/slow-silent')).to.equal(1);
+    expect(hits('/slow-silent')).to.equal(2);
   });
 
   it('keys by the sorted query, without excluded parameters; HEAD is answered from GET', async () => {
