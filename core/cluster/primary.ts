@@ -7,6 +7,9 @@ import { createLogger } from '../log/logger.ts';
 import { serveHostLimits } from '../limits/host-limits.ts';
 import { MemoryLimitStore } from '../limits/memory-store.ts';
 import { HostMetrics } from '../telemetry/metrics.ts';
+import type { MetricsExport } from '../telemetry/metrics-export.ts';
+import type { ParsedTelemetry } from '../config/schema.ts';
+import type { Logger } from 'pino';
 import { HealthChecks } from './health-checks.ts';
 import { ENV_CONFIG, ENV_PORT, ENV_WORKER, ENV_WORKERS, isWorkerMessage, type PrimaryMessage } from './messages.ts';
 import { respawnDelay } from './respawn-backoff.ts';
@@ -111,6 +114,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   cluster.schedulingPolicy = config.scheduling === 'os' ? cluster.SCHED_NONE : cluster.SCHED_RR;
   cluster.setupPrimary({ exec: WORKER_ENTRY, args: [WORKER_MAIN], execArgv: workerExecArgv(process.execArgv) });
   const hostMetrics = new HostMetrics();
+  const metricsExport = config.telemetry?.metrics ? await startPrimaryMetricsExport(config.telemetry, config.telemetry.metrics.exportIntervalMs, hostMetrics, logger) : null;
   const healthChecks = new HealthChecks(config, logger, () => Object.values(cluster.workers ?? {}).filter((worker): worker is Worker => worker !== undefined));
   // A worker starts believing every target healthy: tell it which are not, once it is listening.
   cluster.on('listening', (worker) => healthChecks.greet(worker));
@@ -159,7 +163,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
 
   return new Promise<number>((resolve) => {
     const finish = (code: number): void => {
-      void log.close().then(() => resolve(code));
+      // The last interval's restarts and reloads leave before the primary does.
+      void Promise.resolve(metricsExport?.shutdown())
+        .then(() => log.close())
+        .then(() => resolve(code));
     };
 
     const envFor = (slot: Slot): Record<string, string> => ({
@@ -381,4 +388,18 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     };
     void begin();
   });
+}
+
+/**
+ * The primary's own metrics (worker restarts, reloads, host rate-limit keys) over OTLP, as each
+ * worker exports its own. A failure to start is logged and the gateway serves without this export.
+ */
+async function startPrimaryMetricsExport(telemetry: ParsedTelemetry, intervalMs: number | undefined, hostMetrics: HostMetrics, logger: Logger): Promise<MetricsExport | null> {
+  try {
+    const { MetricsExport } = await import('../telemetry/metrics-export.ts');
+    return await MetricsExport.start(telemetry, intervalMs, null, logger, hostMetrics.own);
+  } catch (error) {
+    logger.error({ err: error }, `telemetry: the primary's metrics export did not start (${(error as Error).message}); its metrics stay on /metrics only`);
+    return null;
+  }
 }

@@ -16,7 +16,7 @@ import type { Logger } from 'pino';
 import type { ParsedTelemetry } from '../config/schema.ts';
 import { TOLLGATE_VERSION } from '../version.ts';
 import { shutdownWithin } from './bounded-shutdown.ts';
-import { workerResource } from './tracing-start.ts';
+import { processResource } from './tracing-start.ts';
 
 /**
  * Names and units of the metrics that have an OpenTelemetry convention, and their label names'
@@ -153,7 +153,11 @@ export class MetricsExport {
     this.#logger = logger;
   }
 
-  static async start(telemetry: ParsedTelemetry, intervalMs: number | undefined, workerId: number, logger: Logger): Promise<MetricsExport> {
+  /**
+   * Starts exporting `registry` (the process's prom-client registry): a worker's, or the primary's
+   * own metrics (`workerId` null), each under its own resource.
+   */
+  static async start(telemetry: ParsedTelemetry, intervalMs: number | undefined, workerId: number | null, logger: Logger, registry: client.Registry = client.register): Promise<MetricsExport> {
     const options = {
       ...(telemetry.otlp.endpoint ? { url: `${telemetry.otlp.endpoint.replace(/\/$/, '')}/v1/metrics` } : {}),
       ...(telemetry.otlp.headers ? { headers: telemetry.otlp.headers } : {}),
@@ -165,9 +169,9 @@ export class MetricsExport {
       exporter,
       exportIntervalMillis: interval,
       exportTimeoutMillis: Math.min(30_000, interval),
-      metricProducers: [new PromClientProducer()],
+      metricProducers: [new PromClientProducer(registry)],
     });
-    const resource = await workerResource(telemetry, workerId);
+    const resource = await processResource(telemetry, workerId);
     return new MetricsExport(new MeterProvider({ resource, readers: [reader] }), logger);
   }
 

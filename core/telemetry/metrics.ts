@@ -116,23 +116,24 @@ export class GatewayMetrics {
 /** The primary's side: aggregates the workers' registries and adds its own metrics. */
 export class HostMetrics {
   readonly #aggregator = new client.AggregatorRegistry();
-  readonly #own = new client.Registry();
+  /** The primary's own metrics (not the workers'): what its OTLP export reads. */
+  readonly own = new client.Registry();
   readonly restarts = new client.Counter({
     name: 'tollgate_worker_restarts_total',
     help: 'Workers replaced after they died.',
-    registers: [this.#own],
+    registers: [this.own],
   });
   readonly reloads = new client.Counter({
     name: 'tollgate_reloads_total',
     help: 'Reloads, by outcome.',
     labelNames: ['result'] as const,
-    registers: [this.#own],
+    registers: [this.own],
   });
   #rateLimitKeys: () => number = () => 0;
   readonly #rateLimitKeysGauge: client.Gauge = new client.Gauge({
     name: 'tollgate_rate_limit_keys',
     help: 'Keys the host-wide rate-limit store holds (bounded by hostLimits.maxKeys).',
-    registers: [this.#own],
+    registers: [this.own],
     collect: (): void => this.#rateLimitKeysGauge.set(this.#rateLimitKeys()),
   });
 
@@ -146,7 +147,7 @@ export class HostMetrics {
   }
 
   async text(): Promise<string> {
-    const [workers, own] = await Promise.all([this.#aggregator.clusterMetrics(), this.#own.metrics()]);
+    const [workers, own] = await Promise.all([this.#aggregator.clusterMetrics(), this.own.metrics()]);
     return `${workers}\n${own}`;
   }
 }

@@ -43,7 +43,7 @@ export async function startTracingParts(
     ...(telemetry.otlp.headers ? { headers: telemetry.otlp.headers } : {}),
   };
   const protocol = telemetry.otlp.protocol ?? process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL ?? process.env.OTEL_EXPORTER_OTLP_PROTOCOL ?? 'http/protobuf';
-  const resource = await workerResource(telemetry, workerId);
+  const resource = await processResource(telemetry, workerId);
   const scope = { name: 'tollgate', version: TOLLGATE_VERSION };
   const batch = protocol === 'http/json' ? new JsonSpanBatch(resource.attributes, scope) : new ProtobufSpanBatch(resource.attributes, scope);
   const batchOptions = batchOptionsFromEnv();
@@ -95,16 +95,18 @@ export function batchOptionsFromEnv(env: NodeJS.ProcessEnv = process.env): Batch
 }
 
 /**
- * The resource every span and metric of this worker carries: the SDK's defaults and detectors,
- * `OTEL_RESOURCE_ATTRIBUTES`, then ours.
+ * The resource every span and metric of a process carries: the SDK's defaults and detectors,
+ * `OTEL_RESOURCE_ATTRIBUTES`, then ours. A worker's names its worker id; the primary's (`workerId`
+ * null) says it is the primary, which exports its own metrics (restarts, reloads) and no spans.
  */
-export async function workerResource(telemetry: ParsedTelemetry, workerId: number): Promise<Resource> {
+export async function processResource(telemetry: ParsedTelemetry, workerId: number | null): Promise<Resource> {
   const attributes: Attributes = {
     'service.name': telemetry.serviceName ?? process.env.OTEL_SERVICE_NAME ?? 'tollgate',
     'service.version': telemetry.serviceVersion ?? TOLLGATE_VERSION,
     'host.name': hostname(),
     'process.pid': process.pid,
-    'tollgate.worker.id': workerId,
+    'tollgate.process.role': workerId === null ? 'primary' : 'worker',
+    ...(workerId === null ? {} : { 'tollgate.worker.id': workerId }),
   };
   const names = (process.env.OTEL_NODE_RESOURCE_DETECTORS ?? 'service,host,process').split(',').map((name) => name.trim());
   const detectors: ResourceDetector[] = [];

@@ -84,6 +84,32 @@ describe('metrics export over OTLP', () => {
     }
   });
 
+  it('exports the primary\'s own metrics (a worker restart) under the primary\'s resource when the gateway stops', async () => {
+    receiver.metrics.length = 0;
+    const gateway = await startGateway(config(600_000), { workers: 1 });
+    try {
+      process.kill(gateway.workerPids[0]!, 'SIGKILL');
+      await gateway.waitForLog((line) => line.msg === 'worker ready' && line.workerPid !== gateway.workerPids[0]);
+    } finally {
+      await gateway.stop();
+    }
+    const restarts = receiver.metrics.filter((metric) => metric.name === 'tollgate_worker_restarts');
+    expect(restarts, 'one export of the restart counter').to.have.length(1);
+    expect(restarts[0]!.resource).to.include({ 'service.name': 'edge', 'tollgate.process.role': 'primary' });
+    expect(restarts[0]!.resource).to.not.have.property('tollgate.worker.id');
+    expect(restarts[0]!).to.include({ kind: 'sum', monotonic: true });
+    expect(restarts[0]!.points.map((point) => point.value)).to.deep.equal([1]);
+    // The workers' exports say they are workers; the primary's carry none of the request metrics.
+    const workers = receiver.metrics.filter((metric) => metric.name === DURATION);
+    expect(workers.length).to.be.at.least(1);
+    expect(workers.every((metric) => metric.resource['tollgate.process.role'] === 'worker')).to.equal(true);
+    expect(receiver.metrics.filter((metric) => metric.resource['tollgate.process.role'] === 'primary').map((metric) => metric.name).sort()).to.deep.equal([
+      'tollgate_rate_limit_keys',
+      'tollgate_reloads',
+      'tollgate_worker_restarts',
+    ]);
+  });
+
   it('exports OTLP/JSON instead when the config asks for it', async () => {
     receiver.metrics.length = 0;
     receiver.encodings.clear();
