@@ -171,7 +171,9 @@ export class GatewaySpan implements Span {
         return this;
       }
     }
-    if (attributes.length >= SPAN_LIMITS.attributes * 2) this.droppedAttributes++;
+    // The gateway's own slots count toward the limit, all of them, as they may be set after this
+    // (the status when the response ends): a span never carries more than the SDK would keep.
+    if (attributes.length >= (SPAN_LIMITS.attributes - this.slots.keys.length) * 2) this.droppedAttributes++;
     else attributes.push(key, value);
     return this;
   }

@@ -195,6 +195,20 @@ describe('OTLP span encoding', () => {
     expect(decoded.droppedEventsCount).to.equal(3);
   });
 
+  it('counts the gateway\'s own attributes toward the limit, set before or after a plugin\'s', () => {
+    const batch = new ProtobufSpanBatch(RESOURCE, SCOPE);
+    const span = new GatewaySpan({ record: (s) => batch.add(s) }, TRACE, '00f067aa0ba902b7', '', undefined, 'GET /items', SpanKind.SERVER, START_MS, SERVER_SLOTS);
+    const at = SERVER_SLOTS.at;
+    span.setSlot(at.method, 'GET');
+    for (let i = 0; i < SPAN_LIMITS.attributes; i++) span.setAttribute(`plugin.a${i}`, i);
+    for (const [index, key] of SERVER_SLOTS.keys.entries()) if (key !== 'http.request.method') span.setSlot(index, key === 'http.response.status_code' ? 200 : 'x');
+    span.end();
+    const [decoded] = decodeProtobuf(batch.take()).resourceSpans[0].scopeSpans[0].spans;
+    expect(decoded.attributes).to.have.length(SPAN_LIMITS.attributes);
+    expect(decoded.droppedAttributesCount).to.equal(SERVER_SLOTS.keys.length);
+    expect(decoded.attributes.filter((a: { key: string }) => SERVER_SLOTS.keys.includes(a.key))).to.have.length(SERVER_SLOTS.keys.length);
+  });
+
   it('records nothing on a span that was not sampled, yet gives it ids to propagate', () => {
     const span = new GatewaySpan(null, TRACE, '00f067aa0ba902b7', '', undefined, 'GET', SpanKind.SERVER, START_MS);
     span.setAttribute('ignored', 1);
