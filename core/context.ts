@@ -235,10 +235,42 @@ export const kUpstreamExchange = Symbol('tollgate.upstreamExchange');
  */
 export interface RequestState {}
 
+/** The context's array of plugins' private per-request state, indexed by `RequestSlot`. */
+export const kSlots = Symbol('tollgate.slots');
+
+/**
+ * State one plugin keeps about a request between its own hooks, where no other plugin reaches it:
+ * `const decisions = gw.requestSlot<Decision>()` in `setup`, then `decisions.set(ctx, decision)` in
+ * `onRequest` and `decisions.get(ctx)` in `onResponse`. A slot is an index into an array the
+ * context makes on first use; a WeakMap keyed by the context would do the same but cost the garbage
+ * collector an ephemeron per request.
+ */
+export class RequestSlot<T> {
+  readonly #index: number;
+
+  /** `index` is unique among the slots of one gateway (`gw.requestSlot()` hands them out). */
+  constructor(index: number) {
+    this.#index = index;
+  }
+
+  get(ctx: RequestContext): T | undefined {
+    const slots = ctx[kSlots];
+    return slots === null ? undefined : (slots[this.#index] as T | undefined);
+  }
+
+  set(ctx: RequestContext, value: T): void {
+    (ctx[kSlots] ??= [])[this.#index] = value;
+  }
+
+  delete(ctx: RequestContext): void {
+    const slots = ctx[kSlots];
+    if (slots !== null) slots[this.#index] = undefined;
+  }
+}
+
 /**
  * One request's journey through the gateway. Plugins share per-request facts through `ctx.state`;
- * state a plugin keeps to itself between its own hooks lives in a WeakMap keyed by the context,
- * inside its `setup` closure, where no other plugin can reach it.
+ * state a plugin keeps to itself between its own hooks lives in a `RequestSlot` (`gw.requestSlot()`).
  */
 export class RequestContext {
   readonly id: string;
@@ -272,6 +304,7 @@ export class RequestContext {
   [kRequestTrace]: RequestTrace | null = null;
   [kCompiledRoute]: CompiledRoute | null = null;
   [kClientBody]: ClientBody | null = null;
+  [kSlots]: unknown[] | null = null;
   #abort: AbortController | null = null;
   #gone = false;
   #state: RequestState | null = null;

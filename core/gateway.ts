@@ -1,7 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { Chain, ChainLink } from './chain.ts';
-import type { MatchedRoute } from './context.ts';
+import { RequestSlot, type MatchedRoute } from './context.ts';
 import type { ResolvedConfig, ResolvedPlugin } from './config/validate.ts';
 import { GatewayError } from './errors.ts';
 import { handleRequest } from './http/handler.ts';
@@ -124,7 +124,8 @@ export class Gateway {
     const redis = config.redis ? await RedisConnection.connect(config.redis, options.logger) : null;
     await redis?.whenReady(config.redis!.connectTimeout);
     const offload = new OffloadPool(config.offload, options.workerCount ?? 1);
-    const services = { workerId: options.workerId, redis, offload };
+    let slots = 0;
+    const services = { workerId: options.workerId, redis, offload, requestSlot: <T>() => new RequestSlot<T>(slots++) };
     const all = [...config.plugins, ...config.routes.flatMap((route) => route.plugins)];
     try {
       for (const resolved of all) {

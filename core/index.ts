@@ -12,7 +12,7 @@ export { ConfigError, type ConfigIssue, type ResolvedConfig } from './config/val
 export { definePlugin } from './plugin.ts';
 export type { PluginDefinition, PluginHooks, PluginFactory, PluginInstance, GatewayServices, PluginMetrics, CacheServices } from './plugin.ts';
 export type { PurgeTarget, PurgeOutcome } from './cache/purge.ts';
-export { RequestContext, IncomingRequest, GatewayResponse, type RequestState, type MatchedRoute, type UpstreamRequest, type ResponseSource } from './context.ts';
+export { RequestContext, IncomingRequest, GatewayResponse, RequestSlot, type RequestState, type MatchedRoute, type UpstreamRequest, type ResponseSource } from './context.ts';
 export { reply, type Reply, type ResponseBody } from './reply.ts';
 export type { Consumer, ConsumerMetadata } from './consumer.ts';
 export { HeaderMap, type HeaderValue } from './http/header-map.ts';

@@ -1,7 +1,7 @@
 import type { StandardSchemaV1 } from '@standard-schema/spec';
 import type { Logger } from 'pino';
 import { GatewayError } from './errors.ts';
-import type { GatewayResponse, RequestContext } from './context.ts';
+import type { GatewayResponse, RequestContext, RequestSlot } from './context.ts';
 import type { Reply } from './reply.ts';
 import type { RedisConnection } from './redis/redis-client.ts';
 import type { Tracer } from '@opentelemetry/api';
@@ -36,6 +36,12 @@ export interface GatewayServices {
   readonly offload: Offload;
   /** The response caches of this host (and of every gateway sharing their Redis tier). */
   readonly cache: CacheServices;
+  /**
+   * A new slot for state your plugin keeps about a request between its own hooks, private to it:
+   * `const started = gw.requestSlot<number>()` in setup, `started.set(ctx, performance.now())` in
+   * `onRequest`, `started.get(ctx)` in `onResponse` (`undefined` where it was not set).
+   */
+  requestSlot<T>(): RequestSlot<T>;
 }
 
 export interface CacheServices {

@@ -178,4 +178,36 @@ describe('gw.metrics and gw.tracer', () => {
       await gw.close();
     }
   });
+
+  it('gives each plugin request slots of its own: what onRequest set, onResponse reads for that request only', async () => {
+    // Two plugins with two slots each, answered out of order: a slot must hold each request's own value.
+    const timing = (name: string) =>
+      definePlugin({
+        name,
+        version: '1.0.0',
+        setup(_opts, gw) {
+          const path = gw.requestSlot<string>();
+          const mark = gw.requestSlot<string>();
+          return {
+            onRequest(ctx) {
+              path.set(ctx, ctx.request.path);
+              if (ctx.request.path !== '/b') mark.set(ctx, `${name} saw ${ctx.request.path}`);
+            },
+            onResponse(ctx, response) {
+              response.headers.set(`x-${name}`, `${path.get(ctx)}|${mark.get(ctx) ?? 'unset'}`);
+              mark.delete(ctx);
+              if (mark.get(ctx) !== undefined) throw new Error('delete left the value');
+            },
+          };
+        },
+      })();
+    const gw = await createTestGateway({ plugins: [timing('one'), timing('two')] });
+    try {
+      const [a, b] = await Promise.all([gw.request('/a'), gw.request('/b')]);
+      expect([a.headers['x-one'], a.headers['x-two']]).to.deep.equal(['/a|one saw /a', '/a|two saw /a']);
+      expect([b.headers['x-one'], b.headers['x-two']]).to.deep.equal(['/b|unset', '/b|unset']);
+    } finally {
+      await gw.close();
+    }
+  });
 });

@@ -95,7 +95,7 @@ export const cache = definePlugin({
       perConsumer: opts.key.consumer,
     };
     const policy = { defaultTtlMs: opts.ttl, allowAuthorized: opts.allowAuthorized, allowCookies: opts.allowCookies };
-    const pending = new WeakMap<RequestContext, Pending>();
+    const pending = gw.requestSlot<Pending>();
     const inflight = new Map<string, Promise<void>>();
     // URLs lately answered with something that could not be stored ("hit-for-miss", as Varnish calls it).
     const uncacheable = opts.uncacheableTtl > 0 ? new LRUCache<string, true>({ max: 10_000, ttl: opts.uncacheableTtl }) : null;

@@ -113,7 +113,7 @@ export const rateLimit = definePlugin({
     const redisStore = opts.store !== 'host' && gw.redis ? new LeasedLimits(new RedisLimits(gw.redis, limits), LEASES) : null;
     const keyOf = compileKey(opts.by as KeyBy, opts.perRoute, opts.ipv6Prefix);
     const policy = policyHeader(limits);
-    const decisions = new WeakMap<RequestContext, Decision>();
+    const decisions = gw.requestSlot<Decision>();
     const decided = counter('tollgate_rate_limit_decisions_total', 'Rate-limit decisions, by outcome and by the store that made them (fallback: the host store, because Redis could not decide).', ['decision', 'store'] as const);
     let degraded = false;
 
