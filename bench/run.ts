@@ -7,7 +7,7 @@
  * Env: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 64),
  * BENCH_LOAD=autocannon to use autocannon even where wrk is installed, BENCH_ONLY=a,b to measure only
  * the subjects whose names contain one of the given words (the upstream and bare tollgate always run,
- * as the baselines of the ratios).
+ * as the baselines of the ratios), BENCH_FRESH=1 to start every Node subject afresh each round.
  */
 import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -39,6 +39,8 @@ const CLK_TCK = 100;
 interface Subject {
   name: string;
   url: string;
+  /** Replaces the subject's processes with new ones, warmed up (BENCH_FRESH). */
+  restart?: () => Promise<void>;
   headers?: Record<string, string>;
   /** Pids whose CPU time counts as the proxy's; none for the upstream itself. */
   pids: number[];
@@ -48,6 +50,12 @@ interface Subject {
   loadUnpinned?: boolean;
 }
 
+/**
+ * Two processes of one Node subject can differ by several per cent for their whole life (what the
+ * JIT inlined, where things landed in memory); with BENCH_FRESH=1 each round measures new ones, so
+ * that this becomes round-to-round noise, which the medians absorb, instead of a bias of one subject.
+ */
+const FRESH = process.env.BENCH_FRESH === '1';
 const children: ChildProcess[] = [];
 // SIGTERM, not SIGKILL: nginx's master and tollgate's primary then stop their own workers, which a
 // killed parent would leave behind.
@@ -65,16 +73,29 @@ async function tollgateSubject(name: string, options: Omit<Parameters<typeof sta
     rmSync(PROFILE_DIR, { recursive: true, force: true });
     mkdirSync(PROFILE_DIR, { recursive: true });
   }
-  const gateway = await startTollgate({
-    ...options,
-    upstreamPort,
-    workers: options.workers ?? 1,
-    cpus: PIN && options.pinned !== false ? PROXY_CPU : undefined,
-    ...(profile ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] } : {}),
-  });
+  const launch = () =>
+    startTollgate({
+      ...options,
+      upstreamPort,
+      workers: options.workers ?? 1,
+      cpus: PIN && options.pinned !== false ? PROXY_CPU : undefined,
+      ...(profile ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] } : {}),
+    });
+  let gateway = await launch();
   children.push(gateway.child);
   if (profile) profiled = { name, child: gateway.child };
-  subjects.push({ name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.pids, rssPids: gateway.workerPids, ...(options.pinned === false ? { loadUnpinned: true } : {}), ...(headers ? { headers } : {}) });
+  const subject: Subject = { name, url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.pids, rssPids: gateway.workerPids, ...(options.pinned === false ? { loadUnpinned: true } : {}), ...(headers ? { headers } : {}) };
+  // The profiled subject keeps its process: its profile covers every round.
+  if (!profile) {
+    subject.restart = async () => {
+      await stopChild(gateway.child);
+      gateway = await launch();
+      children.push(gateway.child);
+      Object.assign(subject, { url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.pids, rssPids: gateway.workerPids });
+      await warmUp(subject);
+    };
+  }
+  subjects.push(subject);
 }
 
 // The bench process itself (and autocannon, when it is the load generator) stays off the proxy's core.
@@ -102,8 +123,15 @@ for (const [name, script] of [['fast-gateway 5', 'fast-gateway.ts'], ['fastify 5
     console.error(`${name}: not measured (run: npm install --prefix bench/peers)`);
     continue;
   }
-  const peer = await startPeer(join('bench/peers', script));
-  subjects.push({ name, url: `http://127.0.0.1:${peer.port}/items`, pids: [peer.pid] });
+  let peer = await startPeer(join('bench/peers', script));
+  const subject: Subject = { name, url: `http://127.0.0.1:${peer.port}/items`, pids: [peer.pid] };
+  subject.restart = async () => {
+    await stopChild(peer.child);
+    peer = await startPeer(join('bench/peers', script));
+    Object.assign(subject, { url: `http://127.0.0.1:${peer.port}/items`, pids: [peer.pid] });
+    await warmUp(subject);
+  };
+  subjects.push(subject);
 }
 await tollgateSubject('tollgate + access log', { accessLog: true });
 for (const scenario of await authScenarios()) {
@@ -165,18 +193,22 @@ if (only?.length) {
 }
 
 console.log(
-  `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each, ` +
+  `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each${FRESH ? ', new Node processes every round' : ''}, ` +
     (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'no pinning (one core)'),
 );
 
-for (const subject of subjects) {
-  await load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: PIN && !subject.loadUnpinned ? LOAD_CPUS : undefined, headers: subject.headers });
+/** A second of load, so that the JIT has compiled the hot path before a round is measured. */
+function warmUp(subject: Subject): Promise<LoadResult> {
+  return load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: PIN && !subject.loadUnpinned ? LOAD_CPUS : undefined, headers: subject.headers });
 }
+
+for (const subject of subjects) await warmUp(subject);
 
 const results = new Map<string, { load: LoadResult; cpuUsPerRequest: number | null; rssMiB: number | null }[]>();
 for (let round = 1; round <= ROUNDS; round++) {
   // Every other round runs backwards, so that no subject always follows the same one.
   for (const subject of round % 2 === 1 ? subjects : [...subjects].reverse()) {
+    if (FRESH && round > 1) await subject.restart?.();
     if (PIN && subject.loadUnpinned) pin(upstreamPid, ALL_CPUS);
     const cpuBefore = cpuTicks(subject.pids);
     const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN && !subject.loadUnpinned ? LOAD_CPUS : undefined, headers: subject.headers });
@@ -227,8 +259,8 @@ console.log([...table, '', ...ratios].join('\n'));
 if (!only?.length && process.env.BENCH_WRITE !== '0') {
   writeLatestRun(join(REPO, 'docs/benchmarks.md'), {
     date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
-    command: `BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_CONNECTIONS=${CONNECTIONS} npm run bench`,
-    setup: `${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS} s (every other round in reverse order), medians; ratios are medians of round-by-round ratios; ` +
+    command: `${FRESH ? 'BENCH_FRESH=1 ' : ''}BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_CONNECTIONS=${CONNECTIONS} npm run bench`,
+    setup: `${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS} s (every other round in reverse order${FRESH ? '; new Node processes every round' : ''}), medians; ratios are medians of round-by-round ratios; ` +
       (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'one core, no pinning'),
     table,
     ratios,
@@ -266,13 +298,21 @@ async function startUpstream(): Promise<{ port: number; pid: number }> {
   return startChild('bench/upstream.ts');
 }
 
+/** Stops a subject's process tree (SIGTERM: a primary stops its workers) and waits for it to go. */
+async function stopChild(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await exited;
+}
+
 /** Forks a peer gateway in front of the bench upstream, on the proxy's core. */
-async function startPeer(script: string): Promise<{ port: number; pid: number }> {
+async function startPeer(script: string): Promise<{ port: number; pid: number; child: ChildProcess }> {
   const child = fork(join(REPO, script), [String(upstreamPort)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   children.push(child);
   const [message] = (await once(child, 'message')) as [{ port: number }];
   if (PIN) await new Promise((resolve) => spawn('taskset', ['-a', '-pc', PROXY_CPU, String(child.pid)], { stdio: 'ignore' }).once('exit', resolve));
-  return { port: message.port, pid: child.pid! };
+  return { port: message.port, pid: child.pid!, child };
 }
 
 /** Resident memory of the largest of `pids`, in MiB (the worker, for a gateway). */
