@@ -160,9 +160,14 @@ export const cache = definePlugin({
           refreshInBackground(ctx, found, requestCacheControl);
           return fromEntry(ctx, found, ageMs, `hit; fwd=stale; detail=stale-while-revalidate; ttl=${Math.floor(ttlMs / 1000)}`);
         }
-        // Stale (or the client wants it revalidated): ask the upstream, with our validators if we have them.
+        // Stale (or the client wants it revalidated): one request asks the upstream, with our
+        // validators if we have them, and the others wait for its answer, which a 304 or a new
+        // response makes fresh for them too. A client's no-cache asks for a validation of its own.
+        const noCache = requestCacheControl.has('no-cache');
+        const revalidating = inflight.get(primary);
+        if (revalidating !== undefined && !noCache && !waited && opts.coalesceTimeout > 0) return waitFor(revalidating, ctx, primary, requestCacheControl);
         lookups.inc({ result: 'stale' });
-        const state: Pending = { primary, requestedAt: now, requestCacheControl, stale: found, fwd: requestCacheControl.has('no-cache') ? 'request' : 'stale', leader: null };
+        const state: Pending = { primary, requestedAt: now, requestCacheControl, stale: found, fwd: noCache ? 'request' : 'stale', leader: revalidating === undefined ? lead(primary) : null };
         pending.set(ctx, state);
         const etag = header(found.headers.etag);
         const lastModified = header(found.headers['last-modified']);
@@ -183,25 +188,33 @@ export const cache = definePlugin({
       }
       // Another request is already fetching this URL: wait for it rather than ask the upstream again.
       const leading = inflight.get(primary);
-      if (leading !== undefined && !waited && opts.coalesceTimeout > 0) {
-        let timer!: NodeJS.Timeout;
-        const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, opts.coalesceTimeout)));
-        return Promise.race([leading, timeout]).then(() => {
-          clearTimeout(timer);
-          return lookup(ctx, primary, requestCacheControl, true, true);
-        });
-      }
+      if (leading !== undefined && !waited && opts.coalesceTimeout > 0) return waitFor(leading, ctx, primary, requestCacheControl);
       lookups.inc({ result: 'miss' });
-      const state: Pending = { primary, requestedAt: now, requestCacheControl, stale: null, fwd: found, leader: null };
-      if (!inflight.has(primary)) {
-        let release!: () => void;
-        inflight.set(primary, new Promise<void>((resolve) => (release = resolve)));
-        state.leader = () => {
-          inflight.delete(primary);
-          release();
-        };
-      }
-      pending.set(ctx, state);
+      pending.set(ctx, { primary, requestedAt: now, requestCacheControl, stale: null, fwd: found, leader: leading === undefined ? lead(primary) : null });
+    };
+
+    /** Looks up again once the request fetching `primary` has answered, or after `coalesceTimeout`. */
+    const waitFor = (leading: Promise<void>, ctx: RequestContext, primary: string, requestCacheControl: Directives): Promise<Reply | void> => {
+      let timer!: NodeJS.Timeout;
+      const timeout = new Promise<void>((resolve) => (timer = setTimeout(resolve, opts.coalesceTimeout)));
+      return Promise.race([leading, timeout]).then(() => {
+        clearTimeout(timer);
+        return lookup(ctx, primary, requestCacheControl, true, true);
+      });
+    };
+
+    /**
+     * Makes a request the one fetching `primary`, which others wait for; returns what releases them.
+     * Releasing twice (a body's end, then its close) must not end a later leader's turn.
+     */
+    const lead = (primary: string): (() => void) => {
+      let release!: () => void;
+      const turn = new Promise<void>((resolve) => (release = resolve));
+      inflight.set(primary, turn);
+      return () => {
+        if (inflight.get(primary) === turn) inflight.delete(primary);
+        release();
+      };
     };
 
     const refreshing = new Set<string>();

@@ -66,6 +66,16 @@ function origin() {
         // Private at first, then storable for a second.
         setTimeout(() => body(`slow-flip #${count}`, { 'cache-control': count === 1 ? 'private' : 'max-age=1' }), 300);
         return;
+      case '/slow-etag':
+        // A second to live, then revalidated slowly: 304 for the ETag it gave.
+        setTimeout(() => {
+          if (req.headers['if-none-match'] === '"s1"') {
+            res.writeHead(304, { etag: '"s1"', 'cache-control': 'max-age=1' });
+            return void res.end();
+          }
+          body(`slow-etag #${count}`, { etag: '"s1"', 'cache-control': 'max-age=1' });
+        }, 300);
+        return;
       case '/slow-silent':
         setTimeout(() => body(`slow-silent #${count}`), 300);
         return;
@@ -239,6 +249,17 @@ describe('cache', () => {
     expect(hits('/slow')).to.equal(1);
   });
 
+  it('revalidates a stale entry once for many concurrent requests, which all get the revalidated body', async () => {
+    expect((await get('/slow-etag')).headers['cache-status']).to.include('stored');
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const before = hits('/slow-etag');
+    const responses = await Promise.all(Array.from({ length: 5 }, () => get('/slow-etag')));
+    expect(responses.map((r) => [r.status, r.text])).to.deep.equal(Array.from({ length: 5 }, () => [200, 'slow-etag #1']));
+    expect(hits('/slow-etag') - before, 'one conditional request upstream').to.equal(1);
+    expect(responses.filter((r) => /fwd=stale; fwd-status=304/.test(r.headers['cache-status'] as string))).to.have.length(1);
+    expect(responses.filter((r) => /^tollgate; hit; ttl=/.test(r.headers['cache-status'] as string))).to.have.length(4);
+  });
+
   it('once a URL answered something no one may share, lets its concurrent misses go upstream together instead of queueing behind one another', async () => {
     const first = await get('/slow-private');
     expect(first.headers['cache-status']).to.include('detail=private');
@@ -252,7 +273,7 @@ describe('cache', () => {
   it('coalesces a URL again once it answered something storable', async () => {
     expect((await get('/slow-flip')).headers['cache-status']).to.include('detail=private');
     expect((await get('/slow-flip')).headers['cache-status']).to.include('stored');
-    // Purged, so that the next requests miss (a stale entry is revalidated, never coalesced).
+    // Purged, so that the next requests miss.
     const purged = await send(`${admin}/cache/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' }, body: JSON.stringify({ url: `${gateway.url}/slow-flip` }) });
     expect(purged.status).to.equal(200);
     await Promise.all(Array.from({ length: 5 }, () => get('/slow-flip')));
