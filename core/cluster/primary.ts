@@ -21,6 +21,7 @@ import type { Server } from 'node:http';
 import { siblingModule } from '../sibling-module.ts';
 import { purgeProblem, type PurgeOutcome, type PurgeTarget } from '../cache/purge.ts';
 import { workerExecArgv } from './worker-v8-flags.ts';
+import { workerMallocEnv } from './worker-malloc.ts';
 import { ENV_STRIPPED_SOURCES, prepareConfigFolder, prepareWorkerSources } from './worker-sources.ts';
 
 export interface PrimaryOptions {
@@ -169,7 +170,9 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
         .then(() => resolve(code));
     };
 
+    const mallocEnv = workerMallocEnv(process.env);
     const envFor = (slot: Slot): Record<string, string> => ({
+      ...mallocEnv,
       [ENV_CONFIG]: filepath,
       [ENV_WORKER]: String(slot.id),
       [ENV_PORT]: String(port),
