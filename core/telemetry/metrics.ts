@@ -16,6 +16,48 @@ export function histogram<L extends string>(name: string, help: string, labelNam
   return new client.Histogram({ name, help, labelNames, buckets });
 }
 
+/** Counts by label set, added to where a request passes; what `tallyCounter` returns. */
+export interface Tally<L extends string> {
+  /** The function that counts one for these labels: look it up once, call it per request. */
+  for(labels: Readonly<Record<L, string>>): () => void;
+}
+
+const tallies = new Map<string, Tally<string>>();
+
+/**
+ * A counter for the request path. prom-client's `inc(labels)` hashes the labels on every call
+ * (~110 ns); a tally's counting function adds one to a number, and the numbers are handed to
+ * prom-client when it is scraped (or exported). Same name, same counter: plugins on many routes
+ * share it.
+ */
+export function tallyCounter<L extends string>(name: string, help: string, labelNames: readonly L[]): Tally<L> {
+  const existing = tallies.get(name);
+  if (existing) return existing as Tally<L>;
+  const counts = new Map<string, { labels: Readonly<Record<L, string>>; count: number }>();
+  new client.Counter<L>({
+    name,
+    help,
+    labelNames,
+    collect(this: client.Counter<L>) {
+      this.reset();
+      for (const { labels, count } of counts.values()) this.inc(labels as Partial<Record<L, string>>, count);
+    },
+  });
+  const tally: Tally<L> = {
+    for(labels) {
+      const key = labelNames.map((label) => labels[label]).join('\u0000');
+      let entry = counts.get(key);
+      if (entry === undefined) counts.set(key, (entry = { labels: { ...labels }, count: 0 }));
+      const counted = entry;
+      return () => {
+        counted.count++;
+      };
+    },
+  };
+  tallies.set(name, tally as Tally<string>);
+  return tally;
+}
+
 /**
  * A gauge read when scraped: `collect` sets its value. The primary adds up the workers' values, so a
  * gauge of something each worker holds (cache bytes, say) reads as the host's total.

@@ -3,7 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { definePlugin, durationSchema, type GatewayResponse, type Reply, type RequestContext } from '../../core/index.ts';
 import type { HeaderRecord } from '../../core/http/header-map.ts';
-import { counter } from '../../core/telemetry/metrics.ts';
+import { tallyCounter } from '../../core/telemetry/metrics.ts';
 import { backgroundFetch } from '../../core/upstream/background-fetch.ts';
 import { primaryKey, type KeyOptions } from './cache-key.ts';
 import { parseCacheControl, seconds, type Directives } from './cache-control.ts';
@@ -99,7 +99,8 @@ export const cache = definePlugin({
     const inflight = new Map<string, Promise<void>>();
     // URLs lately answered with something that could not be stored ("hit-for-miss", as Varnish calls it).
     const uncacheable = opts.uncacheableTtl > 0 ? new LRUCache<string, true>({ max: 10_000, ttl: opts.uncacheableTtl }) : null;
-    const lookups = counter('tollgate_cache_lookups_total', 'Cache lookups, by result (hit, stale, miss, bypass).', ['result'] as const);
+    const lookups = tallyCounter('tollgate_cache_lookups_total', 'Cache lookups, by result (hit, stale, miss, bypass).', ['result'] as const);
+    const counted = { hit: lookups.for({ result: 'hit' }), stale: lookups.for({ result: 'stale' }), miss: lookups.for({ result: 'miss' }), bypass: lookups.for({ result: 'bypass' }) };
     if (opts.redis && gw.redis === null) throw new Error("redis: true needs the gateway config's redis section");
     const shared = opts.redis ? new RedisCacheTier(gw.redis!, gw.logger, gw.redis!.keyPrefix) : null;
     const purgeMemory = (purge: PurgeRequest): number => {
@@ -150,13 +151,13 @@ export const cache = definePlugin({
         const maxAge = seconds(requestCacheControl, 'max-age');
         const acceptable = ttlMs > 0 && !requestCacheControl.has('no-cache') && (maxAge === null || ageMs <= maxAge * 1000);
         if (acceptable) {
-          lookups.inc({ result: 'hit' });
+          counted.hit();
           return fromEntry(ctx, found, ageMs, `hit; ttl=${Math.floor(ttlMs / 1000)}`);
         }
         const revalidateLater =
           !found.mustRevalidate && !requestCacheControl.has('no-cache') && ageMs <= found.freshnessMs + found.staleWhileRevalidateMs && !hasBody(ctx);
         if (revalidateLater) {
-          lookups.inc({ result: 'stale' });
+          counted.stale();
           refreshInBackground(ctx, found, requestCacheControl);
           return fromEntry(ctx, found, ageMs, `hit; fwd=stale; detail=stale-while-revalidate; ttl=${Math.floor(ttlMs / 1000)}`);
         }
@@ -166,7 +167,7 @@ export const cache = definePlugin({
         const noCache = requestCacheControl.has('no-cache');
         const revalidating = inflight.get(primary);
         if (revalidating !== undefined && !noCache && !waited && opts.coalesceTimeout > 0) return waitFor(revalidating, ctx, primary, requestCacheControl);
-        lookups.inc({ result: 'stale' });
+        counted.stale();
         const state: Pending = { primary, requestedAt: now, requestCacheControl, stale: found, fwd: noCache ? 'request' : 'stale', leader: revalidating === undefined ? lead(primary) : null };
         pending.set(ctx, state);
         const etag = header(found.headers.etag);
@@ -182,14 +183,14 @@ export const cache = definePlugin({
       }
       // Lately uncacheable: no waiting for, nor making others wait for, a response nobody can share.
       if (uncacheable?.has(primary)) {
-        lookups.inc({ result: 'miss' });
+        counted.miss();
         pending.set(ctx, { primary, requestedAt: now, requestCacheControl, stale: null, fwd: found, leader: null });
         return;
       }
       // Another request is already fetching this URL: wait for it rather than ask the upstream again.
       const leading = inflight.get(primary);
       if (leading !== undefined && !waited && opts.coalesceTimeout > 0) return waitFor(leading, ctx, primary, requestCacheControl);
-      lookups.inc({ result: 'miss' });
+      counted.miss();
       pending.set(ctx, { primary, requestedAt: now, requestCacheControl, stale: null, fwd: found, leader: leading === undefined ? lead(primary) : null });
     };
 
@@ -385,7 +386,7 @@ export const cache = definePlugin({
         const requestCacheControl = parseCacheControl(ctx.request.headers['cache-control']);
         const authorized = ctx.request.headers.authorization !== undefined && !opts.allowAuthorized;
         if (requestCacheControl.has('no-store') || authorized) {
-          lookups.inc({ result: 'bypass' });
+          counted.bypass();
           pending.set(ctx, { primary: '', requestedAt: 0, requestCacheControl, stale: null, fwd: 'bypass', leader: null });
           return;
         }

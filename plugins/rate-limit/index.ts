@@ -4,7 +4,7 @@ import { compileLimit, type Decision } from '../../core/limits/gcra.ts';
 import { hostLimits } from '../../core/limits/host-limits.ts';
 import { LeasedLimits } from '../../core/limits/leased-limits.ts';
 import { RedisLimits } from '../../core/limits/redis-limits.ts';
-import { counter } from '../../core/telemetry/metrics.ts';
+import { tallyCounter } from '../../core/telemetry/metrics.ts';
 import { policyHeader, rateLimitHeader, retryAfterSeconds, tightest } from './headers.ts';
 import { compileKey, type KeyBy } from './keys.ts';
 
@@ -114,11 +114,13 @@ export const rateLimit = definePlugin({
     const keyOf = compileKey(opts.by as KeyBy, opts.perRoute, opts.ipv6Prefix);
     const policy = policyHeader(limits);
     const decisions = gw.requestSlot<Decision>();
-    const decided = counter('tollgate_rate_limit_decisions_total', 'Rate-limit decisions, by outcome and by the store that made them (fallback: the host store, because Redis could not decide).', ['decision', 'store'] as const);
+    const decisionTally = tallyCounter('tollgate_rate_limit_decisions_total', 'Rate-limit decisions, by outcome and by the store that made them (fallback: the host store, because Redis could not decide).', ['decision', 'store'] as const);
+    const byStore = (decision: string) => ({ host: decisionTally.for({ decision, store: 'host' }), redis: decisionTally.for({ decision, store: 'redis' }), fallback: decisionTally.for({ decision, store: 'fallback' }) });
+    const decided = { allowed: byStore('allowed'), denied: byStore('denied'), unavailable: decisionTally.for({ decision: 'unavailable', store: 'redis' }) };
     let degraded = false;
 
     const settle = (ctx: RequestContext, decision: Decision, store: Store): void => {
-      decided.inc({ decision: decision.allowed ? 'allowed' : 'denied', store });
+      (decision.allowed ? decided.allowed : decided.denied)[store]();
       if (decision.allowed) {
         if (opts.headers || opts.legacyHeaders) decisions.set(ctx, decision);
         return;
@@ -168,7 +170,7 @@ export const rateLimit = definePlugin({
           : 'redis cannot decide rate limits; using host-wide limits (failOpen) until it is back');
       }
       if (failClosed) {
-        decided.inc({ decision: 'unavailable', store: 'redis' });
+        decided.unavailable();
         throw error ?? new GatewayError('TG_ERR_REDIS_UNAVAILABLE', undefined, { logDetail: 'redis: known to be down' });
       }
       return viaHost(ctx, bucket, 'fallback');

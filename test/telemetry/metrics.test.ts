@@ -6,6 +6,8 @@ import { CORE, PLUGINS, startGateway, type GatewayProcess } from '../support/gat
 import { send } from '../support/http.ts';
 import { closedPort, startUpstream, type TestUpstream } from '../support/upstream.ts';
 import { parsePrometheus, total, type Sample } from '../support/prometheus.ts';
+import client from 'prom-client';
+import { tallyCounter } from '../../core/telemetry/metrics.ts';
 
 const TOKEN = 'metrics-token-for-tests-0123456789';
 
@@ -134,5 +136,23 @@ describe("metrics of the gateway's spans", () => {
     expect(total(samples, 'otel_sdk_exporter_span_exported_total')).to.equal(40);
     expect(total(samples, 'otel_sdk_exporter_span_exported_total', { error_type: 'export_failed' })).to.equal(0);
     expect(exports).to.be.at.least(1);
+  });
+});
+
+describe('tally counters', () => {
+  it('count by label set without prom-client per call, and read as ordinary cumulative counters', async () => {
+    const tally = tallyCounter('test_tally_lookups_total', 'lookups', ['result'] as const);
+    expect(tallyCounter('test_tally_lookups_total', 'lookups', ['result'] as const), 'one tally per name').to.equal(tally);
+    const hit = tally.for({ result: 'hit' });
+    const miss = tally.for({ result: 'miss' });
+    for (let i = 0; i < 3; i++) hit();
+    miss();
+    const read = async (): Promise<Sample[]> => parsePrometheus(await client.register.getSingleMetricAsString('test_tally_lookups_total'));
+    expect(total(await read(), 'test_tally_lookups_total', { result: 'hit' })).to.equal(3);
+    expect(total(await read(), 'test_tally_lookups_total', { result: 'miss' })).to.equal(1);
+    // Looked up again (another route's plugin): the same count. Read twice: not counted twice.
+    tally.for({ result: 'hit' })();
+    expect(total(await read(), 'test_tally_lookups_total', { result: 'hit' })).to.equal(4);
+    expect(total(await read(), 'test_tally_lookups_total')).to.equal(5);
   });
 });
