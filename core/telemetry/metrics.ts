@@ -1,4 +1,5 @@
 import client from 'prom-client';
+import { TallyHistogram, type HistogramSeries } from './tally-histogram.ts';
 
 // Buckets of the OpenTelemetry HTTP semantic conventions for request durations, in seconds.
 const DURATION_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1, 2.5, 5, 7.5, 10];
@@ -130,16 +131,21 @@ export const pluginMetrics = {
  * conventions as Prometheus spells them.
  */
 export class GatewayMetrics {
-  readonly #requests = histogram(
+  readonly #requests = TallyHistogram.named(
     'http_server_request_duration_seconds',
     'Duration of HTTP server requests, from the request head to the end of the response.',
-    ['http_request_method', 'http_route', 'http_response_status_code'] as const,
+    ['http_request_method', 'http_route', 'http_response_status_code'],
+    DURATION_BUCKETS,
   );
-  readonly #upstream = histogram(
+  readonly #upstream = TallyHistogram.named(
     'http_client_request_duration_seconds',
     'Time from sending a request upstream to the upstream response headers.',
-    ['tollgate_upstream', 'http_response_status_code'] as const,
+    ['tollgate_upstream', 'http_response_status_code'],
+    DURATION_BUCKETS,
   );
+  /** Series by route, method and status: found by three lookups, with no key built per request. */
+  readonly #requestSeries = new Map<string, Map<string, Map<number, HistogramSeries>>>();
+  readonly #upstreamSeries = new Map<string, Map<number, HistogramSeries>>();
 
   constructor() {
     // Installs the worker's answer to the primary's metrics requests.
@@ -147,12 +153,25 @@ export class GatewayMetrics {
   }
 
   recordRequest(method: string, route: string, status: number, seconds: number): void {
-    this.#requests.observe({ http_request_method: method, http_route: route, http_response_status_code: status }, seconds);
+    const byMethod = mapIn(this.#requestSeries, route);
+    const byStatus = mapIn(byMethod, method);
+    let series = byStatus.get(status);
+    if (series === undefined) byStatus.set(status, (series = this.#requests.series({ http_request_method: method, http_route: route, http_response_status_code: status })));
+    this.#requests.observe(series, seconds);
   }
 
   recordUpstream(upstream: string, status: number, seconds: number): void {
-    this.#upstream.observe({ tollgate_upstream: upstream, http_response_status_code: status }, seconds);
+    const byStatus = mapIn(this.#upstreamSeries, upstream);
+    let series = byStatus.get(status);
+    if (series === undefined) byStatus.set(status, (series = this.#upstream.series({ tollgate_upstream: upstream, http_response_status_code: status })));
+    this.#upstream.observe(series, seconds);
   }
+}
+
+function mapIn<K, V extends Map<unknown, unknown>>(outer: Map<K, V>, key: K): V {
+  let inner = outer.get(key);
+  if (inner === undefined) outer.set(key, (inner = new Map() as V));
+  return inner;
 }
 
 /** The primary's side: aggregates the workers' registries and adds its own metrics. */

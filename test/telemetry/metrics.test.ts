@@ -8,6 +8,7 @@ import { closedPort, startUpstream, type TestUpstream } from '../support/upstrea
 import { parsePrometheus, total, type Sample } from '../support/prometheus.ts';
 import client from 'prom-client';
 import { tallyCounter } from '../../core/telemetry/metrics.ts';
+import { TallyHistogram } from '../../core/telemetry/tally-histogram.ts';
 
 const TOKEN = 'metrics-token-for-tests-0123456789';
 
@@ -154,5 +155,26 @@ describe('tally counters', () => {
     tally.for({ result: 'hit' })();
     expect(total(await read(), 'test_tally_lookups_total', { result: 'hit' })).to.equal(4);
     expect(total(await read(), 'test_tally_lookups_total')).to.equal(5);
+  });
+});
+
+describe('tally histograms', () => {
+  it("read exactly as prom-client's own histogram given the same observations", async () => {
+    const bounds = [0.005, 0.05, 0.5, 5];
+    const tally = TallyHistogram.named('test_tally_duration_seconds', 'durations', ['route', 'status'], bounds);
+    expect(TallyHistogram.named('test_tally_duration_seconds', 'durations', ['route', 'status'], bounds), 'one per name').to.equal(tally);
+    const registry = new client.Registry();
+    const own = new client.Histogram({ name: 'test_tally_duration_seconds', help: 'durations', labelNames: ['route', 'status'], buckets: bounds, registers: [registry] });
+    const observations: [string, number, number][] = [['/a', 200, 0.001], ['/a', 200, 0.05], ['/a', 200, 7], ['/b', 404, 0.2], ['/a', 500, 0.005], ['/b', 404, 0.0049]];
+    for (const [route, status, seconds] of observations) {
+      tally.observe(tally.series({ route, status }), seconds);
+      own.observe({ route, status }, seconds);
+    }
+    const text = await client.register.getSingleMetricAsString('test_tally_duration_seconds');
+    expect(text).to.equal(await registry.getSingleMetricAsString('test_tally_duration_seconds'));
+    expect(total(parsePrometheus(text), 'test_tally_duration_seconds_count')).to.equal(observations.length);
+    // The JSON the cluster aggregator and the OTLP export read: the same, but for prom-client's empty exemplars.
+    const reference = await own.get();
+    expect(await tally.get()).to.deep.equal({ ...reference, values: reference.values.map((value) => { const { exemplar: _, ...rest } = value as typeof value & { exemplar?: unknown }; return rest; }) });
   });
 });
