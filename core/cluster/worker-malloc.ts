@@ -1,9 +1,9 @@
 /**
  * glibc malloc settings for a worker's environment. glibc raises its mmap and trim thresholds each
  * time a large buffer that it mmapped is freed (up to 32 MiB), and from then on keeps freed memory
- * instead of returning it: a worker proxying under load held ~20 MiB more resident memory that way
- * (docs/benchmarks.md, "Worker memory"). Fixing both thresholds at glibc's own starting value turns
- * that off, with no measured CPU cost. An operator's own settings are left as they are; other C
+ * instead of returning it: a worker proxying under load held ~8 MiB more resident memory that way,
+ * on average (docs/benchmarks.md, "Worker memory"). Fixing both thresholds at glibc's own starting
+ * value turns that off, with no measured CPU cost. An operator's own settings are left as they are; other C
  * libraries (musl) ignore these variables.
  */
 export const WORKER_MALLOC_ENV: Readonly<Record<string, string>> = Object.freeze({

@@ -35,14 +35,8 @@ export function tallyCounter<L extends string>(name: string, help: string, label
   const existing = tallies.get(name);
   if (existing) return existing as Tally<L>;
   const counts = new Map<string, { labels: Readonly<Record<L, string>>; count: number }>();
-  new client.Counter<L>({
-    name,
-    help,
-    labelNames,
-    collect(this: client.Counter<L>) {
-      this.reset();
-      for (const { labels, count } of counts.values()) this.inc(labels as Partial<Record<L, string>>, count);
-    },
+  countedBy(name, help, labelNames, function () {
+    for (const { labels, count } of counts.values()) this.inc(labels as Partial<Record<L, string>>, count);
   });
   const tally: Tally<L> = {
     for(labels) {
@@ -91,11 +85,11 @@ function totalSpans(field: keyof SpanCounts): number {
  */
 export function countSpans(source: () => SpanCounts): () => void {
   if (spanSources.size === 0) {
-    countedBy('otel_sdk_processor_span_processed_total', 'Spans the gateway recorded: queued for export, or dropped because the export queue was full (error_type="queue_full").', function () {
+    countedBy('otel_sdk_processor_span_processed_total', 'Spans the gateway recorded: queued for export, or dropped because the export queue was full (error_type="queue_full").', ['error_type'], function () {
       this.inc(totalSpans('queued'));
       this.inc({ error_type: 'queue_full' }, totalSpans('dropped'));
     });
-    countedBy('otel_sdk_exporter_span_exported_total', 'Spans whose export finished: sent, or lost with a failed export (error_type="export_failed").', function () {
+    countedBy('otel_sdk_exporter_span_exported_total', 'Spans whose export finished: sent, or lost with a failed export (error_type="export_failed").', ['error_type'], function () {
       this.inc(totalSpans('exported'));
       this.inc({ error_type: 'export_failed' }, totalSpans('failed'));
     });
@@ -104,14 +98,14 @@ export function countSpans(source: () => SpanCounts): () => void {
   return () => spanSources.delete(source);
 }
 
-/** A counter whose value is set by `collect` from counts kept elsewhere. */
-function countedBy(name: string, help: string, collect: (this: client.Counter<'error_type'>) => void): void {
+/** A counter whose values `collect` sets, from counts kept elsewhere, each time it is read. */
+function countedBy<L extends string>(name: string, help: string, labelNames: readonly L[], collect: (this: client.Counter<L>) => void): void {
   if (client.register.getSingleMetric(name)) return;
-  new client.Counter({
+  new client.Counter<L>({
     name,
     help,
-    labelNames: ['error_type'] as const,
-    collect(this: client.Counter<'error_type'>) {
+    labelNames,
+    collect(this: client.Counter<L>) {
       this.reset();
       collect.call(this);
     },
