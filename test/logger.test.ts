@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { isoTimeByMillisecond } from '../core/log/logger.ts';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { join } from 'node:path';
@@ -50,5 +51,19 @@ describe('logger', function () {
     expect(written.length + (notices[0]!.droppedLines as number)).to.equal(50_000);
     // What is written is whole lines, in order, from the start.
     expect(written.map((line) => line.i)).to.deep.equal(written.map((_, index) => index));
+  });
+});
+
+describe('logger time field', () => {
+  it('is the ISO time of the millisecond it is written in, made once per millisecond', () => {
+    let clock = Date.UTC(2026, 10, 27, 9, 30, 0, 5);
+    const time = isoTimeByMillisecond(() => clock);
+    const first = time();
+    expect(first).to.equal(',"time":"2026-11-27T09:30:00.005Z"');
+    expect(time(), 'the same millisecond: the same text').to.equal(first);
+    clock += 1;
+    expect(time()).to.equal(',"time":"2026-11-27T09:30:00.006Z"');
+    // As pino writes it: a valid JSON member that parses back to the time.
+    expect(JSON.parse(`{"level":"info"${time()}}`).time).to.equal(new Date(clock).toISOString());
   });
 });
