@@ -12,10 +12,9 @@ import type { CacheServices, GatewayServices, PluginHooks, PluginInstance } from
 import { RedisConnection } from './redis/redis-client.ts';
 import { Router } from './router.ts';
 import { trace } from '@opentelemetry/api';
-import { GatewayMetrics, pluginMetrics } from './telemetry/metrics.ts';
+import { GatewayMetrics, pluginMetrics, startMetricsExport } from './telemetry/metrics.ts';
 import type { MetricsExport } from './telemetry/metrics-export.ts';
 import { Tracing } from './telemetry/tracing.ts';
-import type { ParsedTelemetry } from './config/schema.ts';
 import { compilePathRewrite, type PathRewrite } from './upstream/path-rewrite.ts';
 import { Upstream } from './upstream/upstream.ts';
 import { OffloadPool } from './offload/offload-pool.ts';
@@ -212,10 +211,4 @@ async function setupPlugin(
     throw new GatewayError('TG_ERR_PLUGIN_SETUP', `${resolved.label}: setup must return an object of hooks`);
   }
   return hooks;
-}
-
-/** Loaded only when asked for: the metrics SDK and its exporters are not a cost of every worker. */
-async function startMetricsExport(telemetry: ParsedTelemetry, intervalMs: number | undefined, workerId: number, logger: Logger): Promise<MetricsExport> {
-  const { MetricsExport } = await import('./telemetry/metrics-export.ts');
-  return MetricsExport.start(telemetry, intervalMs, workerId, logger);
 }

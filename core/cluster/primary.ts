@@ -6,7 +6,7 @@ import type { ResolvedConfig } from '../config/validate.ts';
 import { createLogger } from '../log/logger.ts';
 import { serveHostLimits } from '../limits/host-limits.ts';
 import { MemoryLimitStore } from '../limits/memory-store.ts';
-import { HostMetrics } from '../telemetry/metrics.ts';
+import { HostMetrics, startMetricsExport } from '../telemetry/metrics.ts';
 import type { MetricsExport } from '../telemetry/metrics-export.ts';
 import type { ParsedTelemetry } from '../config/schema.ts';
 import type { Logger } from 'pino';
@@ -399,8 +399,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
  */
 async function startPrimaryMetricsExport(telemetry: ParsedTelemetry, intervalMs: number | undefined, hostMetrics: HostMetrics, logger: Logger): Promise<MetricsExport | null> {
   try {
-    const { MetricsExport } = await import('../telemetry/metrics-export.ts');
-    return await MetricsExport.start(telemetry, intervalMs, null, logger, hostMetrics.own);
+    return await startMetricsExport(telemetry, intervalMs, null, logger, hostMetrics.own);
   } catch (error) {
     logger.error({ err: error }, `telemetry: the primary's metrics export did not start (${(error as Error).message}); its metrics stay on /metrics only`);
     return null;

@@ -1,4 +1,7 @@
 import client from 'prom-client';
+import type { Logger } from 'pino';
+import type { ParsedTelemetry } from '../config/schema.ts';
+import type { MetricsExport } from './metrics-export.ts';
 import { TallyHistogram, type HistogramSeries } from './tally-histogram.ts';
 
 // Buckets of the OpenTelemetry HTTP semantic conventions for request durations, in seconds.
@@ -205,4 +208,19 @@ export class HostMetrics {
     const [workers, own] = await Promise.all([this.#aggregator.clusterMetrics(), this.own.metrics()]);
     return `${workers}\n${own}`;
   }
+}
+
+/**
+ * Starts the OTLP export of `registry` (a worker's, or the primary's own metrics with `workerId`
+ * null). Loaded only when asked for: the metrics SDK and its exporters are not a cost of every process.
+ */
+export async function startMetricsExport(
+  telemetry: ParsedTelemetry,
+  intervalMs: number | undefined,
+  workerId: number | null,
+  logger: Logger,
+  registry: client.Registry = client.register,
+): Promise<MetricsExport> {
+  const { MetricsExport } = await import('./metrics-export.ts');
+  return MetricsExport.start(telemetry, intervalMs, workerId, logger, registry);
 }
