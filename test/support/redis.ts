@@ -103,51 +103,102 @@ export async function startRedisSentinel(master: TestRedis, name: string): Promi
 }
 
 export interface TestRedisCluster {
-  /** Seed nodes as `host:port`. */
+  /** Seed nodes as `host:port` (every node, masters and replicas). */
   nodes: string[];
   ports: number[];
   cli(port: number, ...args: string[]): Promise<string>;
+  /** The port of the master that serves `key`'s slot now. */
+  masterFor(key: string): Promise<number>;
+  /** Kills one node (SIGKILL: no goodbye to clients or to the other nodes). */
+  kill(port: number): Promise<void>;
+  /** Starts a killed node again on its port, with its cluster config file (so it rejoins), no data. */
+  restart(port: number): Promise<void>;
+  /** Resolves once every live node reports `cluster_state:ok` and, given `without`, that node failed and serves no slot. */
+  waitHealthy(options?: { without?: number; timeoutMs?: number }): Promise<void>;
   stop(): Promise<void>;
 }
 
 /**
- * A real Redis Cluster of `masters` nodes (no replicas) on loopback, created with
- * `redis-cli --cluster create` and waited on until every node reports `cluster_state:ok`.
+ * A real Redis Cluster of `masters` nodes, each with `replicas` replicas, on loopback, created with
+ * `redis-cli --cluster create` and waited on until every node reports `cluster_state:ok`. A node
+ * failure is noticed after 2 s (`cluster-node-timeout`), when a replica takes over its slots.
  */
-export async function startRedisCluster(masters = 3): Promise<TestRedisCluster> {
+export async function startRedisCluster(masters = 3, replicas = 0): Promise<TestRedisCluster> {
   requireRedisBinaries();
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-redis-cluster-'));
   const ports: number[] = [];
-  const children: ChildProcess[] = [];
-  try {
-    for (let i = 0; i < masters; i++) {
-      const port = await freePortWithBus(ports);
-      ports.push(port);
-      children.push(
-        await spawnServer(port, dir, ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000']),
-      );
-    }
-    const nodes = ports.map((port) => `127.0.0.1:${port}`);
-    await run('redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', '0', '--cluster-yes'], { timeout: 20_000 });
-    const deadline = Date.now() + 20_000;
+  const children = new Map<number, ChildProcess>();
+  const nodeArgs = (port: number) => ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'];
+  const stopAll = async () => {
+    await Promise.all([...children.values()].map((child) => killChild(child, 'SIGKILL')));
+    rmSync(dir, { recursive: true, force: true });
+  };
+  const waitHealthy = async ({ without, timeoutMs = 20_000 }: { without?: number; timeoutMs?: number } = {}) => {
+    const deadline = Date.now() + timeoutMs;
     for (const port of ports) {
-      while (!(await cli(port, ['cluster', 'info'])).includes('cluster_state:ok')) {
-        if (Date.now() > deadline) throw new Error(`redis cluster node ${port} never reached cluster_state:ok`);
+      if (port === without) continue;
+      for (;;) {
+        const info = await cli(port, ['cluster', 'info']).catch(() => '');
+        const nodes = without === undefined ? '' : await cli(port, ['cluster', 'nodes']).catch(() => '');
+        // Until the others agree it failed (`fail`, not `fail?`) and its slots moved, it still counts.
+        const stillServing = nodes.split('\n').some((line) => {
+          const fields = line.split(' ');
+          return fields[1]?.includes(`:${without}@`) && (!fields[2]!.split(',').includes('fail') || fields.length > 8);
+        });
+        const replication = await cli(port, ['info', 'replication']).catch(() => '');
+        // A replica that has not synced with its master could not take over from it.
+        const synced = !replication.includes('role:slave') || replication.includes('master_link_status:up');
+        if (info.includes('cluster_state:ok') && !stillServing && synced) break;
+        if (Date.now() > deadline) throw new Error(`redis cluster node ${port} never reached cluster_state:ok${without ? ` without ${without}` : ''}`);
         await new Promise((resolve) => setTimeout(resolve, 100));
       }
     }
+  };
+  try {
+    for (let i = 0; i < masters * (1 + replicas); i++) {
+      const port = await freePortWithBus(ports);
+      ports.push(port);
+      children.set(port, await spawnServer(port, dir, nodeArgs(port)));
+    }
+    const nodes = ports.map((port) => `127.0.0.1:${port}`);
+    await run('redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
+    // Replicas are assigned by the create and attach over the next moments: wait for all of them.
+    const deadline = Date.now() + 20_000;
+    while ((await Promise.all(ports.map((port) => cli(port, ['role'])))).filter((role) => role.startsWith('slave')).length < masters * replicas) {
+      if (Date.now() > deadline) throw new Error('redis cluster replicas never attached');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    await waitHealthy();
     return {
       nodes,
       ports,
       cli: (port, ...args) => cli(port, args),
-      async stop() {
-        await Promise.all(children.map((child) => killChild(child, 'SIGKILL')));
-        rmSync(dir, { recursive: true, force: true });
+      async masterFor(key) {
+        const alive = ports.find((port) => children.get(port)!.exitCode === null && children.get(port)!.signalCode === null)!;
+        const slot = Number(await cli(alive, ['cluster', 'keyslot', key]));
+        for (const line of (await cli(alive, ['cluster', 'nodes'])).split('\n')) {
+          const fields = line.split(' ');
+          const flags = fields[2]?.split(',') ?? [];
+          if (!flags.includes('master') || flags.includes('fail')) continue;
+          const port = Number(/:(\d+)@/.exec(fields[1]!)![1]);
+          for (const range of fields.slice(8)) {
+            const [from, to = from] = range.split('-').map(Number) as [number, number?];
+            if (slot >= from && slot <= to!) return port;
+          }
+        }
+        throw new Error(`no master serves slot ${slot}`);
       },
+      async kill(port) {
+        await killChild(children.get(port)!, 'SIGKILL');
+      },
+      async restart(port) {
+        children.set(port, await spawnServer(port, dir, nodeArgs(port)));
+      },
+      waitHealthy,
+      stop: stopAll,
     };
   } catch (error) {
-    await Promise.all(children.map((child) => killChild(child, 'SIGKILL')));
-    rmSync(dir, { recursive: true, force: true });
+    await stopAll();
     throw error;
   }
 }
