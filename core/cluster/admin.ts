@@ -8,8 +8,8 @@ export type ReloadOutcome = { result: 'reloaded' } | { result: 'rejected' | 'fai
 
 /** What the admin listener asks of the primary. */
 export interface AdminControls {
-  /** Every worker is ready and the gateway is not stopping. */
-  ready(): boolean;
+  /** Why the gateway is not ready (a worker not ready, a required Redis down, stopping); empty when it is. */
+  readiness(): string[];
   status(): unknown;
   reload(trigger: string): Promise<ReloadOutcome>;
   /** Prometheus text of every worker's metrics, added up, and the primary's own. */
@@ -35,8 +35,8 @@ export async function startAdmin(options: { port: number; host: string; token?: 
     const path = (req.url ?? '/').split('?')[0];
     if (req.method === 'GET' && path === '/healthz') return json(res, 200, { status: 'ok' });
     if (req.method === 'GET' && path === '/readyz') {
-      const ready = controls.ready();
-      return json(res, ready ? 200 : 503, { ready });
+      const reasons = controls.readiness();
+      return json(res, reasons.length === 0 ? 200 : 503, reasons.length === 0 ? { ready: true } : { ready: false, reasons });
     }
     if (path !== '/status' && path !== '/reload' && path !== '/metrics' && path !== '/cache/purge') return json(res, 404, { error: 'not found' });
     if (!authorized(req)) return json(res, 401, { error: 'a valid admin token is required' }, { 'www-authenticate': 'Bearer realm="tollgate-admin"' });

@@ -2,8 +2,15 @@
 export type WorkerMessage =
   | { type: 'tollgate:ready'; port: number }
   | { type: 'tollgate:fatal'; code: string; message: string }
-  /** The worker's Redis connection went up or down (sent on each change). */
-  | { type: 'tollgate:redis'; up: boolean };
+  | RedisState;
+
+/** The worker's Redis connection went up or down, or is down for a new reason. */
+export interface RedisState {
+  type: 'tollgate:redis';
+  up: boolean;
+  /** Why it is down: the target and the error, with a hint where one helps. */
+  problem?: string;
+}
 
 /** What the primary tells a worker. */
 export type PrimaryMessage = { type: 'tollgate:drain' };

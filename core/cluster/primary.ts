@@ -11,7 +11,7 @@ import type { MetricsExport } from '../telemetry/metrics-export.ts';
 import type { ParsedTelemetry } from '../config/schema.ts';
 import type { Logger } from 'pino';
 import { HealthChecks } from './health-checks.ts';
-import { ENV_CONFIG, ENV_PORT, ENV_WORKER, ENV_WORKERS, isWorkerMessage, type PrimaryMessage } from './messages.ts';
+import { ENV_CONFIG, ENV_PORT, ENV_WORKER, ENV_WORKERS, isWorkerMessage, type PrimaryMessage, type RedisState } from './messages.ts';
 import { respawnDelay } from './respawn-backoff.ts';
 import { startAdmin, type ReloadOutcome } from './admin.ts';
 import { checkConfig } from './config-check.ts';
@@ -43,6 +43,8 @@ interface Slot {
   respawnTimer: NodeJS.Timeout | null;
   /** Whether the worker's Redis connection is up; null before it says (or without Redis). */
   redisUp: boolean | null;
+  /** Why it is down, as the worker put it. */
+  redisProblem: string | null;
 }
 
 // A worker that lived this long before dying is treated as healthy: it is replaced at once.
@@ -120,10 +122,10 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
   // A worker starts believing every target healthy: tell it which are not, once it is listening.
   cluster.on('listening', (worker) => healthChecks.greet(worker));
   // A worker reports its Redis state while it starts, before it is a slot's worker (a rolling reload).
-  const redisStates = new WeakMap<Worker, boolean>();
+  const redisStates = new WeakMap<Worker, RedisState>();
   cluster.on('fork', (worker) =>
-    worker.on('message', (message: { type?: string; up?: boolean }) => {
-      if (message?.type === 'tollgate:redis') redisStates.set(worker, message.up === true);
+    worker.on('message', (message: unknown) => {
+      if (isWorkerMessage(message) && message.type === 'tollgate:redis') redisStates.set(worker, message);
     }),
   );
   // Host-wide rate-limit state lives here, so it is shared by all workers and outlives reloads.
@@ -143,6 +145,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     lastFatal: null,
     respawnTimer: null,
     redisUp: null,
+    redisProblem: null,
   }));
   // A plugin's gw.cache.purge in one worker: relayed to every worker, the total told to the asker.
   cluster.on('fork', (worker) =>
@@ -187,12 +190,16 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       slot.lastFatal = null;
       slot.startedAt = Date.now();
       slot.worker = worker;
-      slot.redisUp = redisStates.get(worker) ?? null;
+      slot.redisUp = redisStates.get(worker)?.up ?? null;
+      slot.redisProblem = redisStates.get(worker)?.problem ?? null;
       worker.on('message', (message: unknown) => {
         if (!isWorkerMessage(message)) return;
         if (message.type === 'tollgate:fatal') slot.lastFatal = `${message.code}: ${message.message}`;
         if (message.type === 'tollgate:ready') onReady(slot, message.port);
-        if (message.type === 'tollgate:redis' && slot.worker === worker) slot.redisUp = message.up;
+        if (message.type === 'tollgate:redis' && slot.worker === worker) {
+          slot.redisUp = message.up;
+          slot.redisProblem = message.problem ?? null;
+        }
       });
       worker.on('exit', (code, signal) => onExit(slot, worker, code, signal));
     };
@@ -354,10 +361,18 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       if (config.admin) {
         try {
           const listener = await startAdmin(config.admin, {
-            ready: () =>
-              started &&
-              !stopping &&
-              slots.every((slot) => slot.ready && slot.worker !== null && (!config.redis?.required || slot.redisUp === true)),
+            readiness: () => {
+              const reasons: string[] = [];
+              if (!started) reasons.push('starting');
+              if (stopping) reasons.push('stopping');
+              for (const slot of slots) {
+                if (!slot.ready || slot.worker === null) reasons.push(`worker ${slot.id} is not ready${slot.lastFatal ? ` (${slot.lastFatal})` : ''}`);
+                else if (config.redis?.required && slot.redisUp !== true) {
+                  reasons.push(`worker ${slot.id}: redis ${slot.redisUp === null ? 'not connected yet' : `unavailable: ${slot.redisProblem ?? 'unknown'}`}`);
+                }
+              }
+              return reasons;
+            },
             reload,
             metrics: async () => ({ contentType: hostMetrics.contentType, text: await hostMetrics.text() }),
             purgeCache: (purge) => broadcastPurge(slots.flatMap((slot) => (slot.worker ? [slot.worker] : [])), purge),
@@ -374,6 +389,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
                 ready: slot.ready && slot.worker !== null,
                 upForMs: slot.worker ? Date.now() - slot.startedAt : 0,
                 ...(config.redis ? { redis: slot.redisUp === null ? 'unknown' : slot.redisUp ? 'up' : 'down' } : {}),
+                ...(config.redis && slot.redisUp === false && slot.redisProblem ? { redisProblem: slot.redisProblem } : {}),
                 recentFailures: slot.failures,
               })),
             }),

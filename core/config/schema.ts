@@ -103,7 +103,16 @@ const redis = z
     sentinel: z.strictObject({ sentinels: z.array(hostPort).min(1), name: z.string().min(1) }).optional(),
     username: z.string().min(1).optional(),
     password: z.string().min(1).optional(),
-    tls: z.boolean().default(false),
+    tls: z
+      .union([
+        z.boolean(),
+        z.strictObject({
+          ca: z.string().min(1).optional(),
+          servername: z.string().min(1).optional(),
+          rejectUnauthorized: z.boolean().default(true),
+        }),
+      ])
+      .default(false),
     keyPrefix: z.string().regex(/^[^{}]*$/, 'a key prefix cannot hold { or } (they would break Redis Cluster hash tags)').default('tollgate:'),
     commandTimeout: duration.default(100),
     connectTimeout: duration.default(2_000),

@@ -61,34 +61,38 @@ export async function validateConfig(input: unknown, source: string): Promise<Re
     Object.entries(config.upstreams).map(([name, upstream]) => [name, resolveUpstreamCa(name, upstream, source, issues)]),
   );
 
+  const redis = resolveRedisCa(config.redis, source, issues);
+
   if (issues.length > 0) throw new ConfigError(source, issues);
-  return { ...config, tls, upstreams, plugins, routes };
+  return { ...config, tls, upstreams, redis, plugins, routes };
 }
 
 /** An upstream's CA file, made absolute (relative to the config file) and checked readable. */
 function resolveUpstreamCa(name: string, upstream: ParsedConfig['upstreams'][string], source: string, issues: ConfigIssue[]): ParsedConfig['upstreams'][string] {
   if (upstream.tls?.ca === undefined) return upstream;
-  const ca = resolve(dirname(source), upstream.tls.ca);
+  return { ...upstream, tls: { ...upstream.tls, ca: readablePath(upstream.tls.ca, `upstreams.${name}.tls.ca`, source, issues) } };
+}
+
+/** Redis's CA file, likewise. */
+function resolveRedisCa(redis: ParsedConfig['redis'], source: string, issues: ConfigIssue[]): ParsedConfig['redis'] {
+  if (typeof redis?.tls !== 'object' || redis.tls.ca === undefined) return redis;
+  return { ...redis, tls: { ...redis.tls, ca: readablePath(redis.tls.ca, 'redis.tls.ca', source, issues) } };
+}
+
+/** `file` made absolute (relative to the config file); an issue when it cannot be read. */
+function readablePath(file: string, where: string, source: string, issues: ConfigIssue[]): string {
+  const path = resolve(dirname(source), file);
   try {
-    accessSync(ca, constants.R_OK);
+    accessSync(path, constants.R_OK);
   } catch (error) {
-    issues.push({ where: `upstreams.${name}.tls.ca`, message: `cannot read ${ca} (${(error as NodeJS.ErrnoException).code})` });
+    issues.push({ where, message: `cannot read ${path} (${(error as NodeJS.ErrnoException).code})` });
   }
-  return { ...upstream, tls: { ...upstream.tls, ca } };
+  return path;
 }
 
 /** Makes the TLS file paths absolute (relative to the config file) and checks they can be read. */
 function resolveTlsFiles(tls: NonNullable<ParsedConfig['tls']>, source: string, issues: ConfigIssue[]): NonNullable<ParsedConfig['tls']> {
-  const base = dirname(source);
-  const resolved = { ...tls, cert: resolve(base, tls.cert), key: resolve(base, tls.key) };
-  for (const field of ['cert', 'key'] as const) {
-    try {
-      accessSync(resolved[field], constants.R_OK);
-    } catch (error) {
-      issues.push({ where: `tls.${field}`, message: `cannot read ${resolved[field]} (${(error as NodeJS.ErrnoException).code})` });
-    }
-  }
-  return resolved;
+  return { ...tls, cert: readablePath(tls.cert, 'tls.cert', source, issues), key: readablePath(tls.key, 'tls.key', source, issues) };
 }
 
 export function routeName(route: Pick<ParsedRoute, 'name' | 'methods' | 'path'>): string {

@@ -23,6 +23,16 @@ export interface LoggerOptions {
   dropNoticeEveryMs?: number;
 }
 
+/**
+ * pino's error serializer, minus the command ioredis attaches to a Redis reply error: a failed
+ * AUTH's arguments are the password, and other commands' keys carry request data.
+ */
+export function serializeError(error: unknown): unknown {
+  const serialized = pino.stdSerializers.err(error as Error) as Record<string, unknown>;
+  if (serialized !== null && typeof serialized === 'object' && 'command' in serialized) delete serialized.command;
+  return serialized;
+}
+
 /** JSON lines on stdout, written asynchronously so logging never blocks the event loop. */
 export function createLogger(level: LevelWithSilent, bindings: Record<string, unknown>, options: LoggerOptions = {}): LoggerHandle {
   const destination = pino.destination({ dest: options.fd ?? 1, sync: false, maxLength: options.maxBufferedBytes ?? 16 * 1024 * 1024 });
@@ -38,7 +48,7 @@ export function createLogger(level: LevelWithSilent, bindings: Record<string, un
     dropped++;
   });
   const logger = pino(
-    { level, base: bindings, timestamp: isoTimeByMillisecond(), formatters: { level: (label) => ({ level: label }) } },
+    { level, base: bindings, timestamp: isoTimeByMillisecond(), formatters: { level: (label) => ({ level: label }) }, serializers: { err: serializeError } },
     destination,
   );
   const dropNotice = setInterval(() => {

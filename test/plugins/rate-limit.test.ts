@@ -237,7 +237,7 @@ describe('rate-limit', () => {
       } finally {
         await redis.restart();
       }
-      await Promise.all(gateways.map((g, i) => waitForLogAfter(g, since[i]!, (msg) => msg === 'redis is back', 2)));
+      await Promise.all(gateways.map((g, i) => waitForLogAfter(g, since[i]!, (msg) => msg.startsWith('redis is back'), 2)));
     });
 
     it('with failOpen, keeps serving within host-wide limits while Redis is down, then shares limits again once it is back', async () => {
@@ -253,7 +253,7 @@ describe('rate-limit', () => {
       } finally {
         await redis.restart();
       }
-      await Promise.all(gateways.map((g, i) => waitForLogAfter(g, since[i]!, (msg) => msg === 'redis is back', 2)));
+      await Promise.all(gateways.map((g, i) => waitForLogAfter(g, since[i]!, (msg) => msg.startsWith('redis is back'), 2)));
       // One budget again for both gateways (Redis restarted empty): the count goes down across them.
       const remaining: string[] = [];
       for (const gateway of [...gateways, ...gateways]) {

@@ -37,19 +37,27 @@ export interface TestRedis {
   stop(): Promise<void>;
 }
 
-/** A standalone redis-server on a free loopback port, with no persistence. */
-export async function startRedis(extraArgs: string[] = []): Promise<TestRedis> {
+/**
+ * A standalone redis-server on a free loopback port, with no persistence. With `tls`, that port
+ * speaks only TLS, with the given certificate.
+ */
+export async function startRedis(extraArgs: string[] = [], options: { tls?: { cert: string; key: string } } = {}): Promise<TestRedis> {
   requireRedisBinaries();
   const port = await freePortWithBus();
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-redis-'));
+  const { tls } = options;
+  if (tls) {
+    extraArgs = ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.cert, '--tls-auth-clients', 'no', ...extraArgs];
+  }
   let child = await spawnServer(port, dir, extraArgs);
+  const cliArgs = tls ? ['--tls', '--cacert', tls.cert] : [];
   const redis: TestRedis = {
     port,
     get pid() {
       return child.pid!;
     },
-    url: `redis://127.0.0.1:${port}`,
-    cli: (...args) => cli(port, args),
+    url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
+    cli: (...args) => cli(port, [...cliArgs, ...args]),
     async kill() {
       await killChild(child, 'SIGKILL');
     },
