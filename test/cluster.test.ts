@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import type { ServerResponse } from 'node:http';
 import { respawnDelay } from '../core/cluster/respawn-backoff.ts';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CORE, FIXTURE_PLUGINS, PLUGINS, startGateway, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
@@ -261,6 +261,30 @@ describe('cluster', () => {
         expect(done).to.have.property('workers');
         expect((await send(`${gateway.url}/x`)).headers['x-config-version']).to.equal('3');
         expect((await send(`${gateway.url}/added-in-3`)).status).to.equal(200);
+      } finally {
+        await gateway.stop();
+      }
+    });
+
+    it('reloads with --watch when a Kubernetes ConfigMap volume swaps its ..data link to a new version', async () => {
+      // A ConfigMap volume: the file is a link into `..data`, itself a link to a timestamped folder
+      // that the kubelet replaces by renaming a new link over `..data`. The file itself never changes.
+      const volume = mkdtempSync(join(tmpdir(), 'tollgate-configmap-'));
+      const version = (n: number): void => {
+        const folder = join(volume, `..2026_11_27_0${n}`);
+        mkdirSync(folder);
+        writeVersion(folder, n);
+        symlinkSync(`..2026_11_27_0${n}`, join(volume, '..data_tmp'));
+        renameSync(join(volume, '..data_tmp'), join(volume, '..data'));
+      };
+      version(1);
+      for (const name of ['gateway.config.ts', 'stamp.ts']) symlinkSync(`..data/${name}`, join(volume, name));
+      const gateway = await startGatewayFrom(join(volume, 'gateway.config.ts'), { args: ['--watch'] });
+      try {
+        expect((await send(`${gateway.url}/x`)).headers['x-config-version']).to.equal('1');
+        version(4);
+        await gateway.waitForLog((l) => l.msg === 'reload complete');
+        expect((await send(`${gateway.url}/x`)).headers['x-config-version']).to.equal('4');
       } finally {
         await gateway.stop();
       }
