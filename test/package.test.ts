@@ -1,34 +1,27 @@
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
-import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { REPO, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
+import { installPackedProject, type PackedProject } from './support/packed-project.ts';
 import { send } from './support/http.ts';
 import { startUpstream, type TestUpstream } from './support/upstream.ts';
 
 const run = promisify(execFile);
 
-/**
- * The package as a user installs it: `npm run pack` builds and packs it, and a project outside this
- * repository's sources installs the tarball into its node_modules, where Node does not strip types.
- * The project's own dependencies resolve from the repository's node_modules above it, as npm would
- * have hoisted them.
- */
+/** The package as a user installs it: `npm run pack` builds and packs it, and a project installs the tarball. */
 describe('the published package', function () {
   this.timeout(120_000);
-  const project = join(REPO, '.tmp', `package-test-${process.pid}`);
-  const installed = join(project, 'node_modules/tollgate');
+  let packedProject: PackedProject;
+  let project: string;
+  let installed: string;
   let upstream: TestUpstream;
   let gateway: GatewayProcess | undefined;
 
   before(async () => {
-    const { stdout } = await run(process.execPath, [join(REPO, '.ci/pack.ts')], { cwd: REPO });
-    const tarball = stdout.trim().split('\n').at(-1)!;
-    rmSync(project, { recursive: true, force: true });
-    mkdirSync(installed, { recursive: true });
-    await run('tar', ['-xzf', tarball, '-C', installed, '--strip-components=1']);
-    writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'a-user-project', private: true, type: 'module' }));
+    packedProject = await installPackedProject('package-test');
+    ({ dir: project, installed } = packedProject);
     writeFileSync(
       join(project, 'tsconfig.json'),
       JSON.stringify({
@@ -92,7 +85,7 @@ export default defineConfig({
   after(async () => {
     await gateway?.stop();
     await upstream?.close();
-    rmSync(project, { recursive: true, force: true });
+    packedProject?.remove();
   });
 
   it('ships JavaScript and type declarations, not TypeScript sources', () => {
