@@ -1,13 +1,14 @@
 import { expect } from 'chai';
 import { execFile, spawn } from 'node:child_process';
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { promisify } from 'node:util';
 import { DockerfileParser } from 'dockerfile-ast';
 import { parseAllDocuments } from 'yaml';
 import { REPO, runCli, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
-import { installPackedProject, type PackedProject } from './support/packed-project.ts';
+import { packed } from './support/packed-project.ts';
 import { startRedis, type TestRedis } from './support/redis.ts';
 import { closedPort, startUpstream, type TestUpstream } from './support/upstream.ts';
 
@@ -140,15 +141,20 @@ describe('deployment artefacts', function () {
       expect(instructions('EXPOSE')[0]!.split(' ')).to.deep.equal(['8080', '9901']);
     });
 
-    describe('run as the image would run it, on an installed project', () => {
-      let project: PackedProject;
+    describe('its steps, run here as the image runs them', () => {
+      let project: string;
       let redis: TestRedis;
       let upstream: TestUpstream;
       let gateway: GatewayProcess | undefined;
       let adminPort: number;
 
       before(async () => {
-        project = await installPackedProject('deploy-test');
+        // A gateway project as a user has it: a package.json that depends on tollgate and its lock
+        // file. Outside this repository, so nothing resolves from the repository's node_modules.
+        project = mkdtempSync(join(tmpdir(), 'tollgate-image-'));
+        copyFileSync(await packed(), join(project, 'tollgate.tgz'));
+        writeFileSync(join(project, 'package.json'), JSON.stringify({ name: 'my-gateway', private: true, type: 'module', dependencies: { tollgate: 'file:tollgate.tgz' } }));
+        await run('npm', ['install', '--package-lock-only', '--no-audit', '--no-fund', '--prefer-offline'], { cwd: project });
         redis = await startRedis();
         upstream = await startUpstream();
         adminPort = await closedPort();
@@ -157,7 +163,7 @@ describe('deployment artefacts', function () {
         await gateway?.stop();
         await redis?.stop();
         await upstream?.close();
-        project?.remove();
+        if (project) rmSync(project, { recursive: true, force: true });
       });
 
       /** Runs the HEALTHCHECK command as Docker would (in the container, with its environment). */
@@ -170,19 +176,22 @@ describe('deployment artefacts', function () {
         });
       };
 
-      it("starts with the Deployment's command on the ConfigMap mounted at /app/config, serves, and passes its HEALTHCHECK", async () => {
+      it("installs with its RUN step, starts with the Deployment's command on the ConfigMap at /app/config, serves, and passes its HEALTHCHECK", async () => {
+        // The deps stage: its RUN's npm command, on the project's package.json and lock file.
+        const install = /npm ci .*$/.exec(instructions('RUN')[0]!)![0].split(' ');
+        await run(install[0]!, [...install.slice(1), '--prefer-offline'], { cwd: project });
         // /app is the project; the ConfigMap folder sits inside it, so 'tollgate' resolves from /app/node_modules.
-        mkdirSync(join(project.dir, 'config'));
-        writeFileSync(join(project.dir, 'config/gateway.config.ts'), configSource());
+        mkdirSync(join(project, 'config'));
+        writeFileSync(join(project, 'config/gateway.config.ts'), configSource());
         const args: string[] = one('Deployment', 'tollgate').spec.template.spec.containers[0].args;
         expect(args.slice(0, 3)).to.deep.equal(['node', 'node_modules/tollgate/core/cli/tollgate.js', 'start']);
         const cmd = JSON.parse(instructions('CMD').at(-1)!) as string[];
         expect(cmd.slice(0, 3), "the Dockerfile's CMD runs the same CLI").to.deep.equal(args.slice(0, 3));
-        const configPath = args[args.indexOf('--config') + 1]!.replace(/^\/app\//, `${project.dir}/`);
+        const configPath = args[args.indexOf('--config') + 1]!.replace(/^\/app\//, `${project}/`);
         expect(await healthy(), 'nothing listens yet').to.equal(false);
         gateway = await startGatewayFrom(configPath, {
-          cli: join(project.dir, args[1]!),
-          cwd: project.dir,
+          cli: join(project, args[1]!),
+          cwd: project,
           args: args.slice(args.indexOf('--config') + 2),
           env: { PORT: '0', ADMIN_PORT: String(adminPort), REDIS_URL: redis.url, APP_URL: upstream.url, OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${await closedPort()}` },
         });

@@ -9,7 +9,7 @@ const run = promisify(execFile);
 let tarball: Promise<string> | undefined;
 
 /** `npm run pack`'s tarball, built once per test run. */
-function packed(): Promise<string> {
+export function packed(): Promise<string> {
   tarball ??= run(process.execPath, [join(REPO, '.ci/pack.ts')], { cwd: REPO }).then(({ stdout }) => stdout.trim().split('\n').at(-1)!);
   return tarball;
 }
