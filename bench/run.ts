@@ -9,7 +9,7 @@
  * the subjects whose names contain one of the given words (the upstream and bare tollgate always run,
  * as the baselines of the ratios), BENCH_FRESH=1 to start every Node subject afresh each round.
  */
-import { execFileSync, fork, spawn, type ChildProcess } from 'node:child_process';
+import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -23,6 +23,7 @@ import { startNginx } from './nginx.ts';
 import { summariseProfiles } from './profile-summary.ts';
 import { writeLatestRun } from './write-results.ts';
 import { startTollgate } from './tollgate.ts';
+import { CLK_TCK, cpuTicks, pin } from './processes.ts';
 import { startRedis } from '../test/support/redis.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -34,7 +35,6 @@ const PIN = availableParallelism() >= 2;
 const PROXY_CPU = '0';
 const LOAD_CPUS = `1-${availableParallelism() - 1}`;
 const ALL_CPUS = `0-${availableParallelism() - 1}`;
-const CLK_TCK = 100;
 
 interface Subject {
   name: string;
@@ -333,20 +333,6 @@ async function startChild(script: string): Promise<{ port: number; pid: number }
   if (PIN) pin(child.pid!, LOAD_CPUS);
   return { port: message.port, pid: child.pid! };
 }
-
-function pin(pid: number, cpus: string): void {
-  execFileSync('taskset', ['-a', '-pc', cpus, String(pid)], { stdio: 'ignore' });
-}
-
-function cpuTicks(pids: number[]): number {
-  let total = 0;
-  for (const pid of pids) {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
-    total += Number(fields[11]) + Number(fields[12]);
-  }
-  return total;
-}
-
 
 function fmt(value: number, digits: number): string {
   return Number.isFinite(value) ? value.toFixed(digits) : 'n/a';
