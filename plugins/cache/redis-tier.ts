@@ -66,7 +66,17 @@ export class RedisCacheTier {
           .pexpire(`cache:${tag}:variants`, ttl)
           .exec(),
       )
-      .then(() => Promise.all(entry.tags.map((name) => this.#redis.run((client) => client.sadd(`cache:tag:${name}`, entryKey)))))
+      // A tag's set lives as long as its longest-lived entry (NX sets a first expiry, GT only ever
+      // extends it), so tags of entries long gone do not pile up in Redis. Each tag is its own slot.
+      .then(() =>
+        Promise.all(
+          entry.tags.map((name) =>
+            this.#redis.run((client) =>
+              client.multi().sadd(`cache:tag:${name}`, entryKey).pexpire(`cache:tag:${name}`, ttl, 'NX').pexpire(`cache:tag:${name}`, ttl, 'GT').exec(),
+            ),
+          ),
+        ),
+      )
       .catch(() => {});
   }
 

@@ -81,6 +81,10 @@ function origin() {
         return;
       case '/tagged':
         return body(`tagged #${count}`, { 'cache-control': 'max-age=60', 'surrogate-key': 'product-1 catalog' });
+      case '/tagged-long':
+        return body(`#${count}`, { 'cache-control': 'max-age=600', 'surrogate-key': 'catalog' });
+      case '/tagged-short':
+        return body(`#${count}`, { 'cache-control': 'max-age=10', 'surrogate-key': 'catalog' });
       case '/big':
         return body('x'.repeat(4096) + `#${count}`, { 'cache-control': 'max-age=60' });
       case '/dribble':
@@ -444,6 +448,24 @@ describe('cache', () => {
       const before = hits('/tagged');
       expect((await via(1, '/tagged')).headers['cache-status']).to.include('fwd=uri-miss');
       expect(hits('/tagged')).to.equal(before + 1);
+    });
+
+    it("lets a tag's set in Redis expire with the longest-lived entry it names", async () => {
+      await via(0, '/tagged');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      for (const tag of ['product-1', 'catalog']) {
+        const ttl = Number(await redis.cli('pttl', `tollgate:cache:tag:${tag}`));
+        // max-age=60 and no stale windows: the entry, and so the set, live 60 s at most.
+        expect(ttl, tag).to.be.within(50_000, 60_000);
+      }
+      // A longer-lived entry extends the set; a shorter one never shortens it.
+      await redis.cli('pexpire', 'tollgate:cache:tag:catalog', '5000');
+      await via(0, '/tagged-long');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(Number(await redis.cli('pttl', 'tollgate:cache:tag:catalog'))).to.be.above(500_000);
+      await via(0, '/tagged-short');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      expect(Number(await redis.cli('pttl', 'tollgate:cache:tag:catalog'))).to.be.above(500_000);
     });
 
     it('purges by URL and by path prefix on every gateway, including the copies in Redis', async () => {
