@@ -97,6 +97,62 @@ describe('redis connection', () => {
     });
   });
 
+  describe('key prefix', () => {
+    it('keeps two tenants on one Redis apart: their limits, their cached entries and their purges', async () => {
+      const redis = await startRedis();
+      servers.push(redis);
+      const tagged = await startUpstream((req, res) => {
+        req.resume();
+        res.writeHead(200, { 'cache-control': 'max-age=60', 'surrogate-key': 'shared-tag', 'content-type': 'text/plain' }).end(`${Date.now()}`);
+      });
+      try {
+        const tenants = await Promise.all(['tenant-a:', 'tenant-b:'].map(async (keyPrefix) => {
+          const adminPort = await closedPort();
+          const gateway = await startGateway(`
+            import { defineConfig } from '${CORE}';
+            import { cache, rateLimit } from '${PLUGINS}';
+            export default defineConfig({
+              listen: { port: 0, host: '127.0.0.1' },
+              admin: { port: ${adminPort} },
+              log: { accessLog: false },
+              redis: { url: '${redis.url}', keyPrefix: '${keyPrefix}' },
+              upstreams: { app: { targets: ['${upstream.url}'] }, tagged: { targets: ['${tagged.url}'] } },
+              routes: [
+                { name: 'limited', path: '/limited', upstream: 'app', plugins: [rateLimit({ limit: 3, window: '10m', by: 'route' })] },
+                { name: 'cached', path: '/cached', upstream: 'tagged', plugins: [cache({ redis: true })] },
+              ],
+            });
+          `);
+          running.push(gateway);
+          return { gateway, admin: `http://127.0.0.1:${adminPort}` };
+        }));
+        for (const { gateway } of tenants) {
+          const statuses = [];
+          for (let i = 0; i < 4; i++) statuses.push((await send(`${gateway.url}/limited`)).status);
+          expect(statuses, 'each tenant has its own budget').to.deep.equal([200, 200, 200, 429]);
+        }
+        const [a, b] = tenants as [(typeof tenants)[number], (typeof tenants)[number]];
+        const bodyB = (await send(`${b.gateway.url}/cached`)).text;
+        await send(`${a.gateway.url}/cached`);
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        const keys = (await redis.cli('--scan')).trim().split('\n');
+        expect(keys.filter((key) => !key.startsWith('tenant-a:') && !key.startsWith('tenant-b:'))).to.deep.equal([]);
+        expect(keys.some((key) => key.startsWith('tenant-a:rl:'))).to.equal(true);
+        expect(keys.some((key) => key.startsWith('tenant-b:cache:'))).to.equal(true);
+        // Tenant A purges the tag both use: B's copy stays.
+        const purge = await send(`${a.admin}/cache/purge`, { method: 'POST', body: JSON.stringify({ tag: 'shared-tag' }) });
+        expect(purge.status).to.equal(200);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        const again = await send(`${b.gateway.url}/cached`);
+        expect(again.headers['cache-status']).to.match(/^tollgate; hit/);
+        expect(again.text).to.equal(bodyB);
+        expect((await send(`${a.gateway.url}/cached`)).headers['cache-status']).to.include('fwd=uri-miss');
+      } finally {
+        await tagged.close();
+      }
+    });
+  });
+
   describe('over TLS', () => {
     let redis: TestRedis;
     let cert: string;
