@@ -1,8 +1,9 @@
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
-import { REPO, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
+import { makeCertificate } from './support/certificates.ts';
+import { REPO, runCli, startGatewayFrom, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
 import { closedPort, startUpstream, type TestUpstream } from './support/upstream.ts';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.ts';
@@ -316,5 +317,27 @@ describe('docs/offload.md', () => {
   it('reshapes the response with the documented transform', async () => {
     const res = await send(`${gateway.url}/orders/7/summary`, { headers: { 'x-order-id': 'o-7' } });
     expect(res.json()).to.deep.equal({ id: 'o-7', itemCount: 0 });
+  });
+});
+
+describe('docs/deploy.md', () => {
+  let dir = '';
+  before(() => {
+    dir = materialise('docs/deploy.md');
+  });
+  after(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('has a Redis config for each topology, and tollgate check accepts every one', async () => {
+    const files = Object.keys(codeFiles('docs/deploy.md'));
+    expect(files).to.have.members(['redis-standalone.config.ts', 'redis-cluster.config.ts', 'redis-sentinel.config.ts']);
+    // The cluster example names its CA file: check reads it.
+    makeCertificate(dir, 'redis-ca');
+    renameSync(join(dir, 'redis-ca.crt'), join(dir, 'redis-ca.pem'));
+    for (const file of files) {
+      const result = await runCli(['check', '--config', join(dir, file)]);
+      expect(result.code, `${file}: ${result.stderr}`).to.equal(0);
+    }
   });
 });
