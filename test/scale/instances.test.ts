@@ -120,8 +120,8 @@ describe('many instances on one Redis Cluster', function () {
     const victim = await cluster.masterFor('{closed|route}');
     expect(await cluster.masterFor('{open|route}'), 'both routes on one master').to.be.a('number');
     const pids = instances.map(({ gateway }) => gateway.workerPids.join());
-    const open = startRoundRobinLoad(roundRobin, '/open', 6_000);
-    const closed = startRoundRobinLoad(roundRobin, '/closed', 6_000);
+    const open = startRoundRobinLoad(roundRobin, '/open', 20_000);
+    const closed = startRoundRobinLoad(roundRobin, '/closed', 20_000);
     await Promise.all([open.untilOk(100), closed.untilOk(100)]);
     await cluster.kill(victim);
     await cluster.waitHealthy({ without: victim, timeoutMs: 30_000 });
@@ -132,7 +132,7 @@ describe('many instances on one Redis Cluster', function () {
     expect(await cluster.masterFor('{closed|route}')).not.to.equal(victim);
     expect(new Set(open.outcomes), 'failOpen: host-wide limits while Redis cannot decide').to.deep.equal(new Set(['200']));
     expect(closed.outcomes.filter((outcome) => outcome !== '200' && outcome !== '503 TG_ERR_REDIS_UNAVAILABLE'), 'failClosed').to.deep.equal([]);
-    expect(closed.outcomes.slice(-50).every((outcome) => outcome === '200')).to.equal(true);
+    expect(closed.outcomes.slice(-50).filter((outcome) => outcome !== '200'), `decisions are back (${closed.outcomes.length} requests)`).to.deep.equal([]);
     // No instance lost a worker over it.
     expect(instances.map(({ gateway }) => gateway.workerPids.join())).to.deep.equal(pids);
     for (const { gateway } of instances) expect(gateway.child.exitCode).to.equal(null);
@@ -185,6 +185,9 @@ function startRoundRobinLoad(roundRobin: (path: string) => Promise<TestResponse>
       );
       outcomes.push(outcome);
       waiters = waiters.filter((waiter) => !(waiter.done() && (waiter.resolve(), true)));
+      // A refused client waits a little before it tries again, as a real one would: a failover of
+      // several seconds must not use up the load's bounded count in fast 503s.
+      if (outcome !== '200') await new Promise((resolve) => setTimeout(resolve, 10));
     }
     // Out of requests: whoever still waits will not be satisfied.
     for (const waiter of waiters) waiter.resolve();
