@@ -116,6 +116,26 @@ describe('many instances on one Redis Cluster', function () {
     expect(asked.get('/cached/product-7')).to.equal(2);
   });
 
+  it('purges a path prefix from every instance, scanning every master of the cluster', async () => {
+    const paths = Array.from({ length: 8 }, (_, i) => `/cached/section/${i}`);
+    for (const path of paths) await via(0, path);
+    await settle();
+    // The URLs' entries live on more than one master: the purge has to scan them all.
+    const tagged = (path: string) => `{GET http://shop.example.com${path}}`;
+    expect(new Set(await Promise.all(paths.map((path) => cluster.masterFor(tagged(path))))).size).to.be.at.least(2);
+    for (let i = 1; i < INSTANCES; i++) for (const path of paths) expect((await via(i, path)).text).to.equal(`${path} #1`);
+    const purge = await send(`${instances[1]!.admin}/cache/purge`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ prefix: '/cached/section/' }),
+    });
+    expect(purge.status).to.equal(200);
+    await settle();
+    for (let i = 0; i < INSTANCES; i++) {
+      for (const path of paths) expect((await via(i, path)).text, `instance ${i} ${path}`).to.match(/ #2$/);
+    }
+  });
+
   it('survives the failover of a master under load: failOpen keeps serving, failClosed answers 503 only while it lasts', async () => {
     const victim = await cluster.masterFor('{closed|route}');
     expect(await cluster.masterFor('{open|route}'), 'both routes on one master').to.be.a('number');
