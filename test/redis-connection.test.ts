@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { makeCertificate } from './support/certificates.ts';
 import { CORE, PLUGINS, runCli, startGateway, writeConfig, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
-import { startRedis, type TestRedis } from './support/redis.ts';
+import { startRedis, startRedisSentinel, type TestRedis } from './support/redis.ts';
 import { closedPort, startUpstream, type TestUpstream } from './support/upstream.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -72,7 +72,7 @@ describe('redis connection', () => {
       expect((await send(`${gateway.url}/limited`)).status).to.equal(503);
     });
 
-    it('says Redis wants a password, hides the password it was given, and connects with redis.password', async () => {
+    it('says Redis wants a password, hides the password it was given, and connects with redis.password and an ACL user', async () => {
       const redis = await startRedis(['--requirepass', 's3cret-pass']);
       servers.push(redis);
       const without = await gatewayOn(`{ url: '${redis.url}', required: true }`);
@@ -84,6 +84,11 @@ describe('redis connection', () => {
       expect(JSON.stringify(wrong.gateway.logs)).not.to.include('not-it');
       const right = await gatewayOn(`{ url: '${redis.url}', password: 's3cret-pass', required: true }`);
       await waitFor(async () => (await send(`${right.admin}/readyz`)).status === 200, '/readyz 200');
+      // An ACL user of its own, as a shared Redis gives each application.
+      await redis.cli('--no-auth-warning', '-a', 's3cret-pass', 'acl', 'setuser', 'gateway', 'on', '>gw-pass', '~*', '&*', '+@all');
+      const user = await gatewayOn(`{ url: '${redis.url}', username: 'gateway', password: 'gw-pass', required: true }`);
+      await waitFor(async () => (await send(`${user.admin}/readyz`)).status === 200, '/readyz 200 as an ACL user');
+      expect((await send(`${user.gateway.url}/limited`)).status).to.equal(200);
     });
 
     it('names the seed that refuses a cluster connection, and says when a seed is no cluster', async () => {
@@ -175,6 +180,20 @@ describe('redis connection', () => {
     it("says the server's certificate is not trusted when no CA is given", async () => {
       const { admin } = await gatewayOn(`{ url: '${redis.url}', required: true }`);
       expect(await notReadyBecause(admin, /certificate/)).to.include('give its CA as redis.tls.ca');
+    });
+
+    it('finds the master through sentinels over TLS and talks TLS to the master too', async () => {
+      const sentinel = await startRedisSentinel(redis, 'tls-master', { tls: { cert, key: join(dir, 'redis.key') } });
+      try {
+        const { gateway, admin } = await gatewayOn(`{ sentinel: { sentinels: ['${sentinel.address}'], name: 'tls-master' }, tls: { ca: '${cert}' }, keyPrefix: 'via-sentinel:', required: true }`);
+        await waitFor(async () => (await send(`${admin}/readyz`)).status === 200, '/readyz 200');
+        const statuses = [];
+        for (let i = 0; i < 4; i++) statuses.push((await send(`${gateway.url}/limited`)).status);
+        expect(statuses).to.deep.equal([200, 200, 200, 429]);
+        expect(await redis.cli('--scan', '--pattern', 'via-sentinel:rl:*')).to.include('via-sentinel:rl:{');
+      } finally {
+        await sentinel.stop();
+      }
     });
 
     it('refuses a config whose redis.tls.ca cannot be read', async () => {

@@ -245,6 +245,9 @@ function createClient(config: ParsedRedis, { Redis, Cluster }: IORedis): RedisCl
       sentinelPassword: config.password,
       sentinels: config.sentinel.sentinels.map(hostAndPort),
       name: config.sentinel.name,
+      // ioredis takes `tls` alone for the sentinels' answer only: without these the master it
+      // names is reached in plain TCP, and the sentinels too.
+      ...(tls === undefined ? {} : { sentinelTLS: tls, enableTLSForSentinelMode: true }),
     });
   }
   const { keyPrefix, enableAutoPipelining, retryStrategy, enableOfflineQueue, ...nodeOptions } = common;

@@ -81,20 +81,28 @@ export interface TestSentinel {
   stop(): Promise<void>;
 }
 
-/** A real Redis Sentinel (`redis-server --sentinel`) watching `master` as `name`. */
-export async function startRedisSentinel(master: TestRedis, name: string): Promise<TestSentinel> {
+/**
+ * A real Redis Sentinel (`redis-server --sentinel`) watching `master` as `name`. With `tls`, it
+ * speaks only TLS and reaches the master over TLS (the master must be TLS-only too).
+ */
+export async function startRedisSentinel(master: TestRedis, name: string, options: { tls?: { cert: string; key: string } } = {}): Promise<TestSentinel> {
   requireRedisBinaries();
   const port = await freePortWithBus();
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-sentinel-'));
   const conf = join(dir, 'sentinel.conf');
-  writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`, `sentinel down-after-milliseconds ${name} 5000`, ''].join('\n'));
+  const { tls } = options;
+  const listen = tls
+    ? ['port 0', `tls-port ${port}`, `tls-cert-file ${tls.cert}`, `tls-key-file ${tls.key}`, `tls-ca-cert-file ${tls.cert}`, 'tls-auth-clients no', 'tls-replication yes']
+    : [`port ${port}`];
+  writeFileSync(conf, [...listen, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`, `sentinel down-after-milliseconds ${name} 5000`, ''].join('\n'));
   const child = spawn('redis-server', [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk));
   const deadline = Date.now() + 10_000;
   // Ready once it answers for the master it monitors.
-  while (!(await cli(port, ['sentinel', 'get-master-addr-by-name', name]).catch(() => '')).includes(String(master.port))) {
+  const tlsArgs = tls ? ['--tls', '--cacert', tls.cert] : [];
+  while (!(await cli(port, [...tlsArgs, 'sentinel', 'get-master-addr-by-name', name]).catch(() => '')).includes(String(master.port))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`redis sentinel on port ${port} did not start: ${output}`);
