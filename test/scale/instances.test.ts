@@ -165,6 +165,14 @@ describe('many instances on one Redis Cluster', function () {
       const ready = await send(`${admin}/readyz`);
       expect(ready.status).to.equal(200);
     }
+    // The shared cache and its purges work on the changed cluster too.
+    await via(0, '/cached/product-9');
+    await settle();
+    for (let i = 0; i < INSTANCES; i++) expect((await via(i, '/cached/product-9')).text).to.equal('/cached/product-9 #1');
+    const purge = await send(`${instances[0]!.admin}/cache/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ tag: 'product-9' }) });
+    expect(purge.status).to.equal(200);
+    await settle();
+    for (let i = 0; i < INSTANCES; i++) expect((await via(i, '/cached/product-9')).text, `instance ${i}`).to.equal('/cached/product-9 #2');
   });
 });
 
