@@ -66,6 +66,30 @@ describe('deployment artefacts', function () {
       }
     });
 
+    it("have no field Kubernetes does not know: each is type-checked against kubernetes-models' types", async () => {
+      // The schemas above accept unknown fields; kubectl's strict validation would not. TypeScript's
+      // excess property check on an object literal catches a misspelt field at any depth.
+      const dir = mkdtempSync(join(REPO, '.tmp', 'deploy-types-'));
+      try {
+        const lines = manifests().flatMap((manifest, i) => {
+          const [group, version] = manifest.apiVersion.includes('/') ? manifest.apiVersion.split('/') : [null, manifest.apiVersion];
+          return [
+            `import type { I${manifest.kind} as T${i} } from 'kubernetes-models/${group ? `${group}/` : ''}${version}';`,
+            `export const m${i}: T${i} = ${JSON.stringify(manifest)};`,
+          ];
+        });
+        writeFileSync(join(dir, 'manifests.ts'), lines.join('\n'));
+        writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
+          compilerOptions: { strict: true, noEmit: true, module: 'nodenext', moduleResolution: 'nodenext', target: 'es2024', skipLibCheck: true, types: [] },
+          files: ['manifests.ts'],
+        }));
+        const result = await run(join(REPO, 'node_modules/.bin/tsc'), ['-p', dir]).then(() => '', (error: { stdout: string }) => error.stdout);
+        expect(result).to.equal('');
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it("has a config that tollgate accepts, and a Deployment that probes that config's admin listener and outlasts its drain", async () => {
       const dir = join(REPO, '.tmp', `deploy-config-${process.pid}`, 'config');
       mkdirSync(dir, { recursive: true });
