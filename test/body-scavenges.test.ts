@@ -176,7 +176,9 @@ describe('body scavenges', () => {
     const expectYoungCollectionsAround = async (transfer: () => Promise<void>): Promise<void> => {
       const made = await collectionsAround(transfer);
       expect(made.minor, 'young-generation collections: one per 4-8 MiB').to.be.at.least(20);
-      expect(made.major, 'full collections').to.be.at.most(1);
+      // Without the pacing: ~10. One suite run on a busy machine saw 2 (a collection V8 schedules
+      // for its own reasons lands in the window now and then).
+      expect(made.major, 'full collections').to.be.at.most(2);
     };
 
     const exchange = (path: string, method: 'GET' | 'POST') => async (): Promise<void> => {

@@ -69,6 +69,7 @@ describe('deployment artefacts', function () {
     it("have no field Kubernetes does not know: each is type-checked against kubernetes-models' types", async () => {
       // The schemas above accept unknown fields; kubectl's strict validation would not. TypeScript's
       // excess property check on an object literal catches a misspelt field at any depth.
+      mkdirSync(join(REPO, '.tmp'), { recursive: true });
       const dir = mkdtempSync(join(REPO, '.tmp', 'deploy-types-'));
       try {
         const lines = manifests().flatMap((manifest, i) => {

@@ -112,7 +112,12 @@ describe('upstream resilience', () => {
 
   it('leaves out a target that keeps answering 503, then tries it again after ejectFor', async () => {
     b.state.mode = '503';
-    for (let i = 0; i < 12; i++) await send(`${gateway.url}/flaky`);
+    // Each of the two workers leaves b out once it has seen it fail twice. Which worker a connection
+    // lands on is the kernel's choice, so send until both have (12 requests were not always enough).
+    const ejections = (): number =>
+      new Set(gateway.logs.filter((line) => /^upstream "flaky": .* failed 2 times in a row; left out for 2000 ms/.test(line.msg ?? '')).map((line) => line.pid)).size;
+    for (let i = 0; i < 60 && ejections() < 2; i++) await send(`${gateway.url}/flaky`);
+    expect(ejections(), 'workers that left b out').to.equal(2);
     const hitsWhileEjected = b.state.hits;
     const responses: TestResponse[] = [];
     for (let i = 0; i < 10; i++) responses.push(await send(`${gateway.url}/flaky`));
