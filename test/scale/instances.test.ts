@@ -29,6 +29,10 @@ describe('many instances on one Redis Cluster', function () {
   const via = (i: number, path: string, headers: Record<string, string> = {}): Promise<TestResponse> =>
     send(`${instances[i]!.gateway.url}${path}`, { headers: { host: 'shop.example.com', ...headers } });
 
+  /** Asks one instance's admin listener to purge, as an operator would. */
+  const purgeVia = (i: number, target: Record<string, string>): Promise<TestResponse> =>
+    send(`${instances[i]!.admin}/cache/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify(target) });
+
   before(async () => {
     cluster = await startRedisCluster(3, 1);
     upstream = await startUpstream((req: IncomingMessage, res: ServerResponse) => {
@@ -99,21 +103,22 @@ describe('many instances on one Redis Cluster', function () {
     expect(asked.get('/cached/a')).to.equal(1);
   });
 
-  it('purges a tag from every instance, memory and Redis, when one instance is asked', async () => {
-    await via(0, '/cached/product-7');
+  /** Stores `/cached/<tag>` on every instance, purges its tag through instance `purger`, and checks every instance dropped it. */
+  const expectTagPurgedEverywhere = async (tag: string, purger: number): Promise<void> => {
+    const path = `/cached/${tag}`;
+    await via(0, path);
     await settle();
     // Every instance now holds its own memory copy of version #1.
-    for (let i = 0; i < INSTANCES; i++) expect((await via(i, '/cached/product-7')).text).to.equal('/cached/product-7 #1');
-    const purge = await send(`${instances[2]!.admin}/cache/purge`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKEN}` },
-      body: JSON.stringify({ tag: 'product-7' }),
-    });
-    expect(purge.status).to.equal(200);
+    for (let i = 0; i < INSTANCES; i++) expect((await via(i, path)).text).to.equal(`${path} #1`);
+    expect((await purgeVia(purger, { tag })).status).to.equal(200);
     await settle();
     // Had any instance kept its copy, it would still answer #1.
-    for (let i = 0; i < INSTANCES; i++) expect((await via(i, '/cached/product-7')).text, `instance ${i}`).to.equal('/cached/product-7 #2');
-    expect(asked.get('/cached/product-7')).to.equal(2);
+    for (let i = 0; i < INSTANCES; i++) expect((await via(i, path)).text, `instance ${i}`).to.equal(`${path} #2`);
+    expect(asked.get(path)).to.equal(2);
+  };
+
+  it('purges a tag from every instance, memory and Redis, when one instance is asked', async () => {
+    await expectTagPurgedEverywhere('product-7', 2);
   });
 
   it('purges a path prefix from every instance, scanning every master of the cluster', async () => {
@@ -124,12 +129,7 @@ describe('many instances on one Redis Cluster', function () {
     const tagged = (path: string) => `{GET http://shop.example.com${path}}`;
     expect(new Set(await Promise.all(paths.map((path) => cluster.masterFor(tagged(path))))).size).to.be.at.least(2);
     for (let i = 1; i < INSTANCES; i++) for (const path of paths) expect((await via(i, path)).text).to.equal(`${path} #1`);
-    const purge = await send(`${instances[1]!.admin}/cache/purge`, {
-      method: 'POST',
-      headers: { authorization: `Bearer ${TOKEN}` },
-      body: JSON.stringify({ prefix: '/cached/section/' }),
-    });
-    expect(purge.status).to.equal(200);
+    expect((await purgeVia(1, { prefix: '/cached/section/' })).status).to.equal(200);
     await settle();
     for (let i = 0; i < INSTANCES; i++) {
       for (const path of paths) expect((await via(i, path)).text, `instance ${i} ${path}`).to.match(/ #2$/);
@@ -166,13 +166,7 @@ describe('many instances on one Redis Cluster', function () {
       expect(ready.status).to.equal(200);
     }
     // The shared cache and its purges work on the changed cluster too.
-    await via(0, '/cached/product-9');
-    await settle();
-    for (let i = 0; i < INSTANCES; i++) expect((await via(i, '/cached/product-9')).text).to.equal('/cached/product-9 #1');
-    const purge = await send(`${instances[0]!.admin}/cache/purge`, { method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: JSON.stringify({ tag: 'product-9' }) });
-    expect(purge.status).to.equal(200);
-    await settle();
-    for (let i = 0; i < INSTANCES; i++) expect((await via(i, '/cached/product-9')).text, `instance ${i}`).to.equal('/cached/product-9 #2');
+    await expectTagPurgedEverywhere('product-9', 0);
   });
 });
 
