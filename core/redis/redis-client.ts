@@ -53,10 +53,11 @@ export class RedisConnection {
 
   private constructor(config: ParsedRedis, logger: Logger, ioredis: IORedis) {
     this.#logger = logger.child({ component: 'redis' });
-    this.client = createClient(config, ioredis);
+    const tls = tlsOf(config);
+    this.client = createClient(config, tls, ioredis);
     this.keyPrefix = config.keyPrefix;
     this.#target = describeTarget(config);
-    this.#tls = tlsOf(config) !== undefined;
+    this.#tls = tls !== undefined;
     this.client.on('ready', () => this.#transition(true, null));
     this.client.on('error', (error: Error) => {
       // A cluster's own error only says that no node gave it the slots; its nodes' errors say why
@@ -167,7 +168,8 @@ export class RedisConnection {
     if (this.#up === up) {
       // Still down, but now with a reason (a lost connection says none until a reconnect fails):
       // /readyz shows the latest one; the log already said Redis is down.
-      if (!up && error !== null && explain(error, this.#tls) !== this.#problem) this.#report(false, explain(error, this.#tls));
+      const problem = !up && error !== null ? explain(error, this.#tls) : null;
+      if (problem !== null && problem !== this.#problem) this.#report(false, problem);
       return;
     }
     const first = this.#up === null;
@@ -218,7 +220,7 @@ function explain(error: Error, tls: boolean): string {
   return hint === null ? short : `${short} (${hint})`;
 }
 
-function createClient(config: ParsedRedis, { Redis, Cluster }: IORedis): RedisClient {
+function createClient(config: ParsedRedis, tls: ConnectionOptions | undefined, { Redis, Cluster }: IORedis): RedisClient {
   const common: RedisOptions = {
     keyPrefix: config.keyPrefix,
     commandTimeout: config.commandTimeout,
@@ -229,7 +231,6 @@ function createClient(config: ParsedRedis, { Redis, Cluster }: IORedis): RedisCl
     // Reconnect forever, a little slower each time, so a Redis that comes back is used again.
     retryStrategy: (times) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
   };
-  const tls = tlsOf(config);
   // Explicit options win over the URL's (ioredis fills in from the URL only what is unset).
   const auth: RedisOptions = {
     ...(config.username === undefined ? {} : { username: config.username }),

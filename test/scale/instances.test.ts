@@ -55,7 +55,7 @@ describe('many instances on one Redis Cluster', function () {
           listen: { port: 0, host: '127.0.0.1' },
           admin: { port: ${adminPort}, token: '${TOKEN}' },
           log: { accessLog: false },
-          redis: { cluster: { nodes: ${JSON.stringify(cluster.nodes.slice(0, 2))} } },
+          redis: { cluster: { nodes: ${JSON.stringify(cluster.nodes.slice(0, 2))} }, required: true },
           upstreams: { app: { targets: ['${upstream.url}'] } },
           routes: [
             { name: 'limited', path: '/limited', upstream: 'app', plugins: [rateLimit({ limit: 60, window: '10m', by: 'route' })] },
@@ -167,6 +167,28 @@ describe('many instances on one Redis Cluster', function () {
     }
     // The shared cache and its purges work on the changed cluster too.
     await expectTagPurgedEverywhere('product-9', 0);
+  });
+
+  it('stays ready when a master fails over that none of its requests needed', async () => {
+    const used = await cluster.masterFor('{open|route}');
+    const masters = new Set(await Promise.all(Array.from({ length: 64 }, (_, i) => cluster.masterFor(`{probe-${i}}`))));
+    const victim = [...masters].find((port) => port !== used)!;
+    const since = instances.map(({ gateway }) => gateway.logs.length);
+    await cluster.kill(victim);
+    try {
+      await cluster.waitHealthy({ without: victim, timeoutMs: 30_000 });
+      // Requests on the master that is still there: Redis never failed them.
+      expect(count(await inParallel(30, 3, () => roundRobin('/open')))).to.deep.equal({ 200: 30 });
+      for (const { admin } of instances) {
+        const ready = await send(`${admin}/readyz`);
+        expect(ready.status, ready.text).to.equal(200);
+      }
+      const outages = instances.flatMap(({ gateway }, i) => gateway.logs.slice(since[i]).filter((line) => /^redis unavailable/.test(line.msg ?? '')));
+      expect(outages.map((line) => line.msg)).to.deep.equal([]);
+    } finally {
+      await cluster.restart(victim);
+      await cluster.waitHealthy({ timeoutMs: 30_000 });
+    }
   });
 });
 
