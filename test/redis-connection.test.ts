@@ -91,6 +91,15 @@ describe('redis connection', () => {
       expect((await send(`${user.gateway.url}/limited`)).status).to.equal(200);
     });
 
+    it('says when the host name does not resolve, and when a plain Redis is asked for TLS', async () => {
+      const unknown = await gatewayOn(`{ url: 'redis://no-such-host.invalid:6379', required: true }`);
+      expect(await notReadyBecause(unknown.admin, /ENOTFOUND/)).to.include('(the host name does not resolve)');
+      const plain = await startRedis();
+      servers.push(plain);
+      const tls = await gatewayOn(`{ url: 'rediss://127.0.0.1:${plain.port}', connectTimeout: '300ms', required: true }`);
+      expect(await notReadyBecause(tls.admin, /ETIMEDOUT/)).to.include('with TLS on, check that the server speaks TLS on that port');
+    });
+
     it('names the seed that refuses a cluster connection, and says when a seed is no cluster', async () => {
       const port = await closedPort();
       const refused = await gatewayOn(`{ cluster: { nodes: ['127.0.0.1:${port}'] }, required: true }`);
