@@ -204,7 +204,7 @@ function warmUp(subject: Subject): Promise<LoadResult> {
 
 for (const subject of subjects) await warmUp(subject);
 
-const results = new Map<string, { load: LoadResult; cpuUsPerRequest: number | null; rssMiB: number | null }[]>();
+const results = new Map<string, { load: LoadResult; cpuUsPerRequest: number | null; memory: Memory | null }[]>();
 for (let round = 1; round <= ROUNDS; round++) {
   // Every other round runs backwards, so that no subject always follows the same one.
   for (const subject of round % 2 === 1 ? subjects : [...subjects].reverse()) {
@@ -214,7 +214,7 @@ for (let round = 1; round <= ROUNDS; round++) {
     const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN && !subject.loadUnpinned ? LOAD_CPUS : undefined, headers: subject.headers });
     const cpuUs = subject.pids.length ? ((cpuTicks(subject.pids) - cpuBefore) / CLK_TCK) * 1e6 : null;
     if (PIN && subject.loadUnpinned) pin(upstreamPid, LOAD_CPUS);
-    const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests, rssMiB: subject.pids.length ? largestRssMiB(subject.rssPids ?? subject.pids) : null };
+    const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests, memory: subject.pids.length ? largestMemory(subject.rssPids ?? subject.pids) : null };
     results.set(subject.name, [...(results.get(subject.name) ?? []), entry]);
     console.log(
       `  round ${round} ${subject.name.padEnd(26)} ${fmt(result.requestsPerSec, 0).padStart(8)} req/s  p50 ${fmt(result.p50Ms, 2)} ms  p99 ${fmt(result.p99Ms, 2)} ms` +
@@ -233,15 +233,15 @@ const pairedRatio = (name: string, baseline: string): number => {
   return median(results.get(name)!.map((run, round) => run.load.requestsPerSec / baseRuns[round]!.load.requestsPerSec));
 };
 const table = [
-  '| subject | req/s | p50 ms | p99 ms | vs direct | vs tollgate | CPU µs/req | RSS MiB |',
-  '|---|--:|--:|--:|--:|--:|--:|--:|',
+  '| subject | req/s | p50 ms | p99 ms | vs direct | vs tollgate | CPU µs/req | RSS MiB | own MiB |',
+  '|---|--:|--:|--:|--:|--:|--:|--:|--:|',
 ];
 for (const subject of subjects) {
   const runs = results.get(subject.name)!;
   const rps = median(runs.map((r) => r.load.requestsPerSec));
   const cpu = runs[0]!.cpuUsPerRequest === null ? '—' : fmt(median(runs.map((r) => r.cpuUsPerRequest!)), 1);
   table.push(
-    `| ${subject.name} | ${fmt(rps, 0)} | ${fmt(median(runs.map((r) => r.load.p50Ms)), 2)} | ${fmt(median(runs.map((r) => r.load.p99Ms)), 2)} | ${fmt(pairedRatio(subject.name, 'upstream direct'), 2)} | ${subject.pids.length ? fmt(pairedRatio(subject.name, 'tollgate (1 worker)'), 2) : '—'} | ${cpu} | ${runs[0]!.rssMiB === null ? '—' : fmt(Math.max(...runs.map((r) => r.rssMiB!)), 0)} |`,
+    `| ${subject.name} | ${fmt(rps, 0)} | ${fmt(median(runs.map((r) => r.load.p50Ms)), 2)} | ${fmt(median(runs.map((r) => r.load.p99Ms)), 2)} | ${fmt(pairedRatio(subject.name, 'upstream direct'), 2)} | ${subject.pids.length ? fmt(pairedRatio(subject.name, 'tollgate (1 worker)'), 2) : '—'} | ${cpu} | ${runs[0]!.memory === null ? '—' : fmt(Math.max(...runs.map((r) => r.memory!.rssMiB)), 0)} | ${runs[0]!.memory === null ? '—' : fmt(Math.max(...runs.map((r) => r.memory!.ownMiB)), 0)} |`,
   );
 }
 const ratios: string[] = [];
@@ -315,12 +315,19 @@ async function startPeer(script: string): Promise<{ port: number; pid: number; c
   return { port: message.port, pid: child.pid!, child };
 }
 
-/** Resident memory of the largest of `pids`, in MiB (the worker, for a gateway). */
-function largestRssMiB(pids: number[]): number {
-  let largest = 0;
+interface Memory {
+  rssMiB: number;
+  /** Anonymous memory: RSS less the pages of files (the executable's among them), which every process running the same binary shares. */
+  ownMiB: number;
+}
+
+/** Resident memory of the largest of `pids` (the worker, for a gateway). */
+function largestMemory(pids: number[]): Memory {
+  let largest: Memory = { rssMiB: 0, ownMiB: 0 };
   for (const pid of pids) {
-    const match = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-    largest = Math.max(largest, Number(match?.[1] ?? 0) / 1024);
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+    if (kib('VmRSS') / 1024 > largest.rssMiB) largest = { rssMiB: kib('VmRSS') / 1024, ownMiB: kib('RssAnon') / 1024 };
   }
   return largest;
 }

@@ -28,7 +28,7 @@ export function writeLatestRun(file: string, run: RunRecord): void {
     '',
     `- machine: ${machine()}`,
     `- versions: ${versions().join(', ')}`,
-    `- ${run.setup}; CPU µs/req counts the proxy's processes (for tollgate, the worker and the primary); RSS is the largest worker's (tollgate) or process's (the others)`,
+    `- ${run.setup}; CPU µs/req counts the proxy's processes (for tollgate, the worker and the primary); RSS is the largest worker's (tollgate) or process's (the others), and own MiB its anonymous memory (RSS less file pages such as the executable's, which processes of one binary share)`,
     '',
     ...run.table,
     '',
