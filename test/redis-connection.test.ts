@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { makeCertificate } from './support/certificates.ts';
 import { CORE, PLUGINS, runCli, startGateway, writeConfig, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
-import { startRedis, startRedisSentinel, type TestRedis } from './support/redis.ts';
+import { startRedis, startRedisCluster, startRedisSentinel, type TestRedis } from './support/redis.ts';
 import { closedPort, startUpstream, type TestUpstream } from './support/upstream.ts';
 import { waitFor } from './support/wait.ts';
 
@@ -202,6 +202,22 @@ describe('redis connection', () => {
         expect(await redis.cli('--scan', '--pattern', 'via-sentinel:rl:*')).to.include('via-sentinel:rl:{');
       } finally {
         await sentinel.stop();
+      }
+    });
+
+    it('connects to a Redis Cluster that speaks only TLS, with its CA, and decides limits on the master of their slot', async () => {
+      const cluster = await startRedisCluster(3, 0, { tls: { cert, key: join(dir, 'redis.key') } });
+      try {
+        const { gateway, admin } = await gatewayOn(`{ cluster: { nodes: ['${cluster.nodes[0]}'] }, tls: { ca: '${cert}' }, required: true }`);
+        await waitFor(async () => (await send(`${admin}/readyz`)).status === 200, '/readyz 200');
+        const statuses = [];
+        for (let i = 0; i < 4; i++) statuses.push((await send(`${gateway.url}/limited`)).status);
+        expect(statuses).to.deep.equal([200, 200, 200, 429]);
+        // Learned from one seed, the bucket's master may be another node, reached over TLS too.
+        const master = await cluster.masterFor('{* /limited|route}');
+        expect(await cluster.cli(master, '--scan', '--pattern', 'tollgate:rl:*')).to.include('tollgate:rl:{* /limited|route}');
+      } finally {
+        await cluster.stop();
       }
     });
 

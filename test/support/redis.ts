@@ -57,7 +57,7 @@ export async function startRedis(extraArgs: string[] = [], options: { tls?: { ce
       return child.pid!;
     },
     url: `${tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
-    cli: (...args) => cli(port, [...cliArgs, ...args]),
+    cli: (...args) => plainCli(port, [...cliArgs, ...args]),
     async kill() {
       await killChild(child, 'SIGKILL');
     },
@@ -102,7 +102,7 @@ export async function startRedisSentinel(master: TestRedis, name: string, option
   const deadline = Date.now() + 10_000;
   // Ready once it answers for the master it monitors.
   const tlsArgs = tls ? ['--tls', '--cacert', tls.cert] : [];
-  while (!(await cli(port, [...tlsArgs, 'sentinel', 'get-master-addr-by-name', name]).catch(() => '')).includes(String(master.port))) {
+  while (!(await plainCli(port, [...tlsArgs, 'sentinel', 'get-master-addr-by-name', name]).catch(() => '')).includes(String(master.port))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`redis sentinel on port ${port} did not start: ${output}`);
@@ -139,12 +139,21 @@ export interface TestRedisCluster {
  * `redis-cli --cluster create` and waited on until every node reports `cluster_state:ok`. A node
  * failure is noticed after 2 s (`cluster-node-timeout`), when a replica takes over its slots.
  */
-export async function startRedisCluster(masters = 3, replicas = 0): Promise<TestRedisCluster> {
+export async function startRedisCluster(masters = 3, replicas = 0, options: { tls?: { cert: string; key: string } } = {}): Promise<TestRedisCluster> {
   requireRedisBinaries();
+  const { tls } = options;
+  // With TLS, every node speaks only TLS, to clients and to each other (bus and replication).
+  const tlsArgs = tls ? ['--tls', '--cacert', tls.cert] : [];
+  const cli = (port: number, args: string[]): Promise<string> => plainCli(port, [...tlsArgs, ...args]);
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-redis-cluster-'));
   const ports: number[] = [];
   const children = new Map<number, ChildProcess>();
-  const nodeArgs = (port: number) => ['--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000'];
+  const nodeArgs = (port: number) => [
+    '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000',
+    ...(tls
+      ? ['--port', '0', '--tls-port', String(port), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.cert, '--tls-auth-clients', 'no']
+      : []),
+  ];
   const stopAll = async () => {
     await Promise.all([...children.values()].map((child) => killChild(child, 'SIGKILL')));
     rmSync(dir, { recursive: true, force: true });
@@ -177,7 +186,7 @@ export async function startRedisCluster(masters = 3, replicas = 0): Promise<Test
       children.set(port, await spawnServer(port, dir, nodeArgs(port)));
     }
     const nodes = ports.map((port) => `127.0.0.1:${port}`);
-    await run('redis-cli', ['--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
+    await run('redis-cli', [...tlsArgs, '--cluster', 'create', ...nodes, '--cluster-replicas', String(replicas), '--cluster-yes'], { timeout: 30_000 });
     // Replicas are assigned by the create and attach over the next moments: wait for all of them.
     const deadline = Date.now() + 20_000;
     while ((await Promise.all(ports.map((port) => cli(port, ['role'])))).filter((role) => role.startsWith('slave')).length < masters * replicas) {
@@ -244,7 +253,7 @@ async function killChild(child: ChildProcess, signal: NodeJS.Signals): Promise<v
   await exited;
 }
 
-async function cli(port: number, args: string[]): Promise<string> {
+async function plainCli(port: number, args: string[]): Promise<string> {
   const { stdout } = await run('redis-cli', ['-p', String(port), ...args], { timeout: 10_000 });
   return stdout;
 }
