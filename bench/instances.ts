@@ -52,6 +52,14 @@ const [{ port: upstreamPort }] = (await once(upstream, 'message')) as [{ port: n
 pin(upstream.pid!, LOAD_CPUS);
 const redis = await startRedis();
 pin(redis.pid, LOAD_CPUS);
+// A bench that fails half-way must not leave its Redis behind.
+process.on('exit', () => {
+  try {
+    process.kill(redis.pid, 'SIGKILL');
+  } catch {
+    // already stopped
+  }
+});
 
 // A wrk script that sends each request as one of 100,000 tenants.
 const tenantsScript = join(mkdtempSync(join(tmpdir(), 'tollgate-bench-')), 'tenants.lua');
