@@ -41,10 +41,8 @@ interface Slot {
   failures: number;
   lastFatal: string | null;
   respawnTimer: NodeJS.Timeout | null;
-  /** Whether the worker's Redis connection is up; null before it says (or without Redis). */
-  redisUp: boolean | null;
-  /** Why it is down, as the worker put it. */
-  redisProblem: string | null;
+  /** The worker's Redis connection as it last reported it (up, or down and why); null before it says (or without Redis). */
+  redis: RedisState | null;
 }
 
 // A worker that lived this long before dying is treated as healthy: it is replaced at once.
@@ -144,8 +142,7 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
     failures: 0,
     lastFatal: null,
     respawnTimer: null,
-    redisUp: null,
-    redisProblem: null,
+    redis: null,
   }));
   // A plugin's gw.cache.purge in one worker: relayed to every worker, the total told to the asker.
   cluster.on('fork', (worker) =>
@@ -190,16 +187,12 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
       slot.lastFatal = null;
       slot.startedAt = Date.now();
       slot.worker = worker;
-      slot.redisUp = redisStates.get(worker)?.up ?? null;
-      slot.redisProblem = redisStates.get(worker)?.problem ?? null;
+      slot.redis = redisStates.get(worker) ?? null;
       worker.on('message', (message: unknown) => {
         if (!isWorkerMessage(message)) return;
         if (message.type === 'tollgate:fatal') slot.lastFatal = `${message.code}: ${message.message}`;
         if (message.type === 'tollgate:ready') onReady(slot, message.port);
-        if (message.type === 'tollgate:redis' && slot.worker === worker) {
-          slot.redisUp = message.up;
-          slot.redisProblem = message.problem ?? null;
-        }
+        if (message.type === 'tollgate:redis' && slot.worker === worker) slot.redis = message;
       });
       worker.on('exit', (code, signal) => onExit(slot, worker, code, signal));
     };
@@ -367,8 +360,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
               if (stopping) reasons.push('stopping');
               for (const slot of slots) {
                 if (!slot.ready || slot.worker === null) reasons.push(`worker ${slot.id} is not ready${slot.lastFatal ? ` (${slot.lastFatal})` : ''}`);
-                else if (config.redis?.required && slot.redisUp !== true) {
-                  reasons.push(`worker ${slot.id}: redis ${slot.redisUp === null ? 'not connected yet' : `unavailable: ${slot.redisProblem ?? 'unknown'}`}`);
+                else if (config.redis?.required && slot.redis?.up !== true) {
+                  reasons.push(`worker ${slot.id}: redis ${slot.redis === null ? 'not connected yet' : `unavailable: ${slot.redis.problem ?? 'unknown'}`}`);
                 }
               }
               return reasons;
@@ -388,8 +381,8 @@ export async function runPrimary(options: PrimaryOptions): Promise<number> {
                 pid: slot.worker?.process.pid ?? null,
                 ready: slot.ready && slot.worker !== null,
                 upForMs: slot.worker ? Date.now() - slot.startedAt : 0,
-                ...(config.redis ? { redis: slot.redisUp === null ? 'unknown' : slot.redisUp ? 'up' : 'down' } : {}),
-                ...(config.redis && slot.redisUp === false && slot.redisProblem ? { redisProblem: slot.redisProblem } : {}),
+                ...(config.redis ? { redis: slot.redis === null ? 'unknown' : slot.redis.up ? 'up' : 'down' } : {}),
+                ...(config.redis && slot.redis?.problem && !slot.redis.up ? { redisProblem: slot.redis.problem } : {}),
                 recentFailures: slot.failures,
               })),
             }),
