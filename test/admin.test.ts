@@ -133,6 +133,9 @@ describe('admin listener with a required Redis', () => {
       await until(503);
       // 503 as soon as one worker has noticed; the other notices a moment later.
       await waitFor(async () => (await redisStates()).every((state) => state === 'down'), 'both workers see Redis down');
+      // /status says why, per worker: the connection lost, then the reconnects refused.
+      const problems = (await send(`${admin}/status`)).json().workers.map((w: { redisProblem?: string }) => w.redisProblem);
+      for (const problem of problems) expect(problem).to.match(new RegExp(`^${redis.url}: (the connection was lost|connect ECONNREFUSED)`));
       // The gateway itself keeps serving: readiness is for the load balancer's choice.
       expect((await send(`${gateway.url}/`)).status).to.equal(200);
     } finally {
