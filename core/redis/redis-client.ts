@@ -4,6 +4,7 @@ import type { ConnectionOptions } from 'node:tls';
 import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis';
 import type { Logger } from 'pino';
 import type { ParsedRedis } from '../config/schema.ts';
+import type { RedisState } from '../cluster/messages.ts';
 import { GatewayError } from '../errors.ts';
 import { counter } from '../telemetry/metrics.ts';
 
@@ -182,10 +183,11 @@ export class RedisConnection {
     else this.#logger.warn({ err: error ?? undefined, redis: this.#target }, `redis unavailable (${this.#target}): ${problem}; plugins apply their failure policy until it is back`);
   }
 
-  /** The primary's /readyz and /status report Redis (and why it is down) when the config requires it. */
+  /** Tells the primary, whose /status shows it (and /readyz, when the config requires Redis). */
   #report(up: boolean, problem: string | null): void {
     this.#problem = problem;
-    if (process.connected && process.send) process.send({ type: 'tollgate:redis', up, ...(problem === null ? {} : { problem: `${this.#target}: ${problem}` }) });
+    const state: RedisState = { type: 'tollgate:redis', up, ...(problem === null ? {} : { problem: `${this.#target}: ${problem}` }) };
+    if (process.connected && process.send) process.send(state);
   }
 }
 
