@@ -41,16 +41,14 @@ export interface TestRedis {
  * A standalone redis-server on a free loopback port, with no persistence. With `tls`, that port
  * speaks only TLS, with the given certificate.
  */
-export async function startRedis(extraArgs: string[] = [], options: { tls?: { cert: string; key: string } } = {}): Promise<TestRedis> {
+export async function startRedis(extraArgs: string[] = [], options: { tls?: TlsFiles } = {}): Promise<TestRedis> {
   requireRedisBinaries();
   const port = await freePortWithBus();
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-redis-'));
   const { tls } = options;
-  if (tls) {
-    extraArgs = ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.cert, '--tls-auth-clients', 'no', ...extraArgs];
-  }
+  if (tls) extraArgs = [...tlsOnly(port, tls), ...extraArgs];
   let child = await spawnServer(port, dir, extraArgs);
-  const cliArgs = tls ? ['--tls', '--cacert', tls.cert] : [];
+  const cliArgs = cliTls(tls);
   const redis: TestRedis = {
     port,
     get pid() {
@@ -85,24 +83,21 @@ export interface TestSentinel {
  * A real Redis Sentinel (`redis-server --sentinel`) watching `master` as `name`. With `tls`, it
  * speaks only TLS and reaches the master over TLS (the master must be TLS-only too).
  */
-export async function startRedisSentinel(master: TestRedis, name: string, options: { tls?: { cert: string; key: string } } = {}): Promise<TestSentinel> {
+export async function startRedisSentinel(master: TestRedis, name: string, options: { tls?: TlsFiles } = {}): Promise<TestSentinel> {
   requireRedisBinaries();
   const port = await freePortWithBus();
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-sentinel-'));
   const conf = join(dir, 'sentinel.conf');
   const { tls } = options;
-  const listen = tls
-    ? ['port 0', `tls-port ${port}`, `tls-cert-file ${tls.cert}`, `tls-key-file ${tls.key}`, `tls-ca-cert-file ${tls.cert}`, 'tls-auth-clients no', 'tls-replication yes']
-    : [`port ${port}`];
-  writeFileSync(conf, [...listen, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`, `sentinel down-after-milliseconds ${name} 5000`, ''].join('\n'));
-  const child = spawn('redis-server', [conf, '--sentinel'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  writeFileSync(conf, [`port ${port}`, 'bind 127.0.0.1', `dir ${dir}`, `sentinel monitor ${name} 127.0.0.1 ${master.port} 1`, `sentinel down-after-milliseconds ${name} 5000`, ''].join('\n'));
+  // Command-line options win over the file's: with TLS, port 0 and a TLS port instead.
+  const child = spawn('redis-server', [conf, '--sentinel', ...(tls ? [...tlsOnly(port, tls), '--tls-replication', 'yes'] : [])], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   child.stdout!.on('data', (chunk: Buffer) => (output += chunk));
   child.stderr!.on('data', (chunk: Buffer) => (output += chunk));
   const deadline = Date.now() + 10_000;
   // Ready once it answers for the master it monitors.
-  const tlsArgs = tls ? ['--tls', '--cacert', tls.cert] : [];
-  while (!(await plainCli(port, [...tlsArgs, 'sentinel', 'get-master-addr-by-name', name]).catch(() => '')).includes(String(master.port))) {
+  while (!(await plainCli(port, [...cliTls(tls), 'sentinel', 'get-master-addr-by-name', name]).catch(() => '')).includes(String(master.port))) {
     if (child.exitCode !== null || Date.now() > deadline) {
       child.kill('SIGKILL');
       throw new Error(`redis sentinel on port ${port} did not start: ${output}`);
@@ -139,20 +134,18 @@ export interface TestRedisCluster {
  * `redis-cli --cluster create` and waited on until every node reports `cluster_state:ok`. A node
  * failure is noticed after 2 s (`cluster-node-timeout`), when a replica takes over its slots.
  */
-export async function startRedisCluster(masters = 3, replicas = 0, options: { tls?: { cert: string; key: string } } = {}): Promise<TestRedisCluster> {
+export async function startRedisCluster(masters = 3, replicas = 0, options: { tls?: TlsFiles } = {}): Promise<TestRedisCluster> {
   requireRedisBinaries();
   const { tls } = options;
   // With TLS, every node speaks only TLS, to clients and to each other (bus and replication).
-  const tlsArgs = tls ? ['--tls', '--cacert', tls.cert] : [];
+  const tlsArgs = cliTls(tls);
   const cli = (port: number, args: string[]): Promise<string> => plainCli(port, [...tlsArgs, ...args]);
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-redis-cluster-'));
   const ports: number[] = [];
   const children = new Map<number, ChildProcess>();
   const nodeArgs = (port: number) => [
     '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000',
-    ...(tls
-      ? ['--port', '0', '--tls-port', String(port), '--tls-cluster', 'yes', '--tls-replication', 'yes', '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.cert, '--tls-auth-clients', 'no']
-      : []),
+    ...(tls ? [...tlsOnly(port, tls), '--tls-cluster', 'yes', '--tls-replication', 'yes'] : []),
   ];
   const stopAll = async () => {
     await Promise.all([...children.values()].map((child) => killChild(child, 'SIGKILL')));
@@ -226,6 +219,22 @@ export async function startRedisCluster(masters = 3, replicas = 0, options: { tl
     await stopAll();
     throw error;
   }
+}
+
+/** A certificate and its key; the certificate is its own CA. */
+export interface TlsFiles {
+  cert: string;
+  key: string;
+}
+
+/** redis-server options to speak only TLS on `port`; clients need no certificate of their own. */
+function tlsOnly(port: number, tls: TlsFiles): string[] {
+  return ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.cert, '--tls-auth-clients', 'no'];
+}
+
+/** redis-cli options to talk to such a server. */
+function cliTls(tls: TlsFiles | undefined): string[] {
+  return tls ? ['--tls', '--cacert', tls.cert] : [];
 }
 
 async function spawnServer(port: number, dir: string, extraArgs: string[]): Promise<ChildProcess> {
