@@ -9,10 +9,10 @@ import { policyHeader, rateLimitHeader, retryAfterSeconds, tightest } from './he
 import { compileKey, type KeyBy } from './keys.ts';
 
 /**
- * Busy buckets far from their limit are served from small reserves (see leased-limits.ts): up to 32
- * requests at a time, given back after 100 ms if unused.
+ * Busy buckets far from their limit are served from reserves (see leased-limits.ts): 32 requests at
+ * first, growing with the bucket's pace up to 1024, given back after 100 ms if unused.
  */
-const LEASES = { maxLease: 32, leaseMs: 100 };
+const LEASES = { minLease: 32, maxLease: 1024, leaseMs: 100 };
 
 type Store = 'redis' | 'host' | 'fallback';
 

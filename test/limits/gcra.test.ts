@@ -96,17 +96,55 @@ describe('leased limits', () => {
 
   it('serves a busy bucket from its reserve: after its first request, the store is asked once per 33', () => {
     const { shared, calls } = counting([limit(100_000, 3_600_000)]);
-    const leased = new LeasedLimits(shared, { maxLease: 32, leaseMs: 100 });
+    const leased = new LeasedLimits(shared, { minLease: 32, maxLease: 32, leaseMs: 100 });
     for (let i = 0; i < 330; i++) expect((leased.consume('k') as Decision).allowed).to.equal(true);
     expect(calls.take).to.equal(1 + 10);
     leased.close();
     expect(calls.refunded, "the one left over goes back on close").to.equal(1);
   });
 
+  it('grows a busy bucket\'s reserve with its pace, so that a fast bucket asks the store rarely', () => {
+    const { shared, calls } = counting([limit(100_000_000, 3_600_000)]);
+    const wants: number[] = [];
+    const leased = new LeasedLimits({ ...shared, take: (bucket, want) => (wants.push(want), shared.take(bucket, want)) }, { minLease: 32, maxLease: 256, leaseMs: 10_000 });
+    for (let i = 0; i < 2000; i++) expect((leased.consume('k') as Decision).allowed).to.equal(true);
+    // Each reserve was used up at once, so each next one doubles, up to maxLease.
+    expect(wants.slice(0, 6)).to.deep.equal([1, 33, 65, 129, 257, 257]);
+    // Takes serve 1, 33, 65, 129, then 257 requests each.
+    expect(calls.take).to.equal(4 + Math.ceil((2000 - (1 + 33 + 65 + 129)) / 257));
+    leased.close();
+  });
+
+  it('halves a reserve that expired unused, down to minLease', () => {
+    const { shared } = counting([limit(100_000_000, 3_600_000)]);
+    const wants: number[] = [];
+    const leased = new LeasedLimits({ ...shared, take: (bucket, want) => (wants.push(want), shared.take(bucket, want)) }, { minLease: 8, maxLease: 64, leaseMs: 1000 });
+    // A clock of the test's own: the bucket slows down without the test waiting for it.
+    const realNow = performance.now;
+    let now = realNow.call(performance);
+    performance.now = () => now;
+    try {
+      // Takes serve 1, 9, 17 and 33 requests; the 61st asks for 1 + 64.
+      for (let i = 0; i < 1 + 9 + 17 + 33 + 1; i++) leased.consume('k');
+      expect(wants.at(-1)).to.equal(65);
+      // The bucket slows to one request per 600 ms: each reserve expires mostly unused.
+      for (const expected of [33, 17, 9, 9]) {
+        now += 600;
+        leased.consume('k');
+        now += 600;
+        leased.consume('k');
+        expect(wants.at(-1)).to.equal(expected);
+      }
+    } finally {
+      performance.now = realNow;
+      leased.close();
+    }
+  });
+
   it('never lets two workers together past the limit, and gives unused reserves back so that none is lost', async () => {
     const limits = [limit(1000, 3_600_000)];
     const { shared, calls, store } = counting(limits);
-    const [busy, idle] = [new LeasedLimits(shared, { maxLease: 32, leaseMs: 20 }), new LeasedLimits(shared, { maxLease: 32, leaseMs: 20 })];
+    const [busy, idle] = [new LeasedLimits(shared, { minLease: 32, maxLease: 32, leaseMs: 20 }), new LeasedLimits(shared, { minLease: 32, maxLease: 32, leaseMs: 20 })];
     let allowed = 0;
     // The idle worker takes two requests and holds a reserve; the busy one then spends all the rest.
     for (let i = 0; i < 2; i++) if ((idle.consume('k') as Decision).allowed) allowed++;
@@ -123,7 +161,7 @@ describe('leased limits', () => {
 
   it('reserves nothing for a bucket seen once, so that one-off clients cost no refunds', async () => {
     const { shared, calls } = counting([limit(100_000, 3_600_000)]);
-    const leased = new LeasedLimits(shared, { maxLease: 32, leaseMs: 10 });
+    const leased = new LeasedLimits(shared, { minLease: 32, maxLease: 32, leaseMs: 10 });
     for (let i = 0; i < 50; i++) leased.consume(`client-${i}`);
     await new Promise((resolve) => setTimeout(resolve, 40));
     expect(calls).to.deep.equal({ take: 50, refund: 0, refunded: 0 });
@@ -132,7 +170,7 @@ describe('leased limits', () => {
 
   it('repeats a denial locally for up to leaseMs, with the Retry-After the store gave, without asking again', async () => {
     const { shared, calls } = counting([limit(1, 60_000)]);
-    const leased = new LeasedLimits(shared, { maxLease: 32, leaseMs: 30 });
+    const leased = new LeasedLimits(shared, { minLease: 32, maxLease: 32, leaseMs: 30 });
     expect((leased.consume('k') as Decision).allowed).to.equal(true);
     const denied = leased.consume('k') as Decision;
     expect(denied.allowed).to.equal(false);
