@@ -78,7 +78,8 @@ async function tollgateSubject(name: string, options: Omit<Parameters<typeof sta
       ...options,
       upstreamPort,
       workers: options.workers ?? 1,
-      cpus: PIN && options.pinned !== false ? PROXY_CPU : undefined,
+      // Unpinned is every core, said explicitly: a child inherits this process's pinning to the load side.
+      cpus: PIN ? (options.pinned === false ? ALL_CPUS : PROXY_CPU) : undefined,
       ...(profile ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${PROFILE_DIR}`] } : {}),
     });
   let gateway = await launch();
@@ -117,6 +118,8 @@ await tollgateSubject('tollgate (1 worker)', {});
 // unpinned for this subject too. Left on one core, the upstream got a third of it next to a worker and
 // wrk, and two workers measured half of one.
 await tollgateSubject('tollgate (2 workers, unpinned)', { workers: 2, pinned: false });
+// What a second worker adds, on equal terms: one worker unpinned too, sharing both cores the same way.
+await tollgateSubject('tollgate (1 worker, unpinned)', { pinned: false });
 // The Node peers, from bench/peers (npm install --prefix bench/peers), on the proxy's core too.
 for (const [name, script] of [['fast-gateway 5', 'fast-gateway.ts'], ['fastify 5 + @fastify/http-proxy', 'fastify-proxy.ts']] as const) {
   if (!existsSync(join(REPO, 'bench/peers/node_modules'))) {
@@ -197,9 +200,18 @@ console.log(
     (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'no pinning (one core)'),
 );
 
+/**
+ * Where the load generator runs. For an unpinned subject it is every core, said explicitly: wrk
+ * would otherwise inherit this process's pinning to the load side and crowd one core.
+ */
+function loadCpus(subject: Subject): string | undefined {
+  if (!PIN) return undefined;
+  return subject.loadUnpinned ? ALL_CPUS : LOAD_CPUS;
+}
+
 /** A second of load, so that the JIT has compiled the hot path before a round is measured. */
 function warmUp(subject: Subject): Promise<LoadResult> {
-  return load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: PIN && !subject.loadUnpinned ? LOAD_CPUS : undefined, headers: subject.headers });
+  return load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: loadCpus(subject), headers: subject.headers });
 }
 
 for (const subject of subjects) await warmUp(subject);
@@ -211,7 +223,7 @@ for (let round = 1; round <= ROUNDS; round++) {
     if (FRESH && round > 1) await subject.restart?.();
     if (PIN && subject.loadUnpinned) pin(upstreamPid, ALL_CPUS);
     const cpuBefore = cpuTicks(subject.pids);
-    const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN && !subject.loadUnpinned ? LOAD_CPUS : undefined, headers: subject.headers });
+    const result = await load.run({ url: subject.url, connections: CONNECTIONS, seconds: SECONDS, cpus: loadCpus(subject), headers: subject.headers });
     const cpuUs = subject.pids.length ? ((cpuTicks(subject.pids) - cpuBefore) / CLK_TCK) * 1e6 : null;
     if (PIN && subject.loadUnpinned) pin(upstreamPid, LOAD_CPUS);
     const entry = { load: result, cpuUsPerRequest: cpuUs === null ? null : cpuUs / result.requests, memory: subject.pids.length ? largestMemory(subject.rssPids ?? subject.pids) : null };
@@ -251,7 +263,10 @@ if (results.has('fast-gateway 5')) {
   const versusPeer = (name: string): string => (results.has(name) ? fmt(pairedRatio(name, 'fast-gateway 5'), 2) : '—');
   ratios.push(`tollgate / fast-gateway: ${versusPeer('tollgate (1 worker)')}; full chain / fast-gateway: ${versusPeer(FULL)}; cache hit / fast-gateway: ${versusPeer('tollgate + cache hit')}`);
 }
-if (results.has('tollgate (2 workers, unpinned)')) ratios.push(`2 workers / 1 worker: ${fmt(pairedRatio('tollgate (2 workers, unpinned)', 'tollgate (1 worker)'), 2)}`);
+if (results.has('tollgate (2 workers, unpinned)')) {
+  const unpinned = results.has('tollgate (1 worker, unpinned)') ? `; 2 workers / 1 worker, both unpinned: ${fmt(pairedRatio('tollgate (2 workers, unpinned)', 'tollgate (1 worker, unpinned)'), 2)}` : '';
+  ratios.push(`2 workers / 1 worker: ${fmt(pairedRatio('tollgate (2 workers, unpinned)', 'tollgate (1 worker)'), 2)}${unpinned}`);
+}
 console.log(`\nmedians of ${ROUNDS} rounds (ratios: the median of round-by-round ratios of req/s, to the upstream hit directly and to tollgate without plugins):`);
 console.log([...table, '', ...ratios].join('\n'));
 
