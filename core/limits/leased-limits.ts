@@ -80,8 +80,13 @@ export class LeasedLimits {
         const again = (): Decision | Promise<Decision> => this.consume(bucket);
         return entry.inflight.then(again, again);
       }
-      if (entry.tokens > 0) entry.lease = Math.max(this.#options.minLease, entry.lease >> 1);
-      else if (entry.reserved > 0 && now - entry.at < this.#options.leaseMs / 4) entry.lease = Math.min(this.#options.maxLease, entry.lease * 2);
+      if (entry.tokens > 0) {
+        // The reserve expired before the sweep saw it: it goes back now, as promised, not into the
+        // next reserve; and the next one is smaller.
+        this.#store.refund(bucket, entry.tokens);
+        entry.tokens = 0;
+        entry.lease = Math.max(this.#options.minLease, entry.lease >> 1);
+      } else if (entry.reserved > 0 && now - entry.at < this.#options.leaseMs / 4) entry.lease = Math.min(this.#options.maxLease, entry.lease * 2);
     }
     // A bucket seen for the first time in a while may be a one-off: reserving for it would only mean
     // a refund later. Reserves start with its second request within leaseMs.

@@ -141,6 +141,27 @@ describe('leased limits', () => {
     }
   });
 
+  it('gives an expired reserve back before taking the next one, instead of carrying it over', () => {
+    const { shared, calls } = counting([limit(100_000_000, 3_600_000)]);
+    const leased = new LeasedLimits(shared, { minLease: 8, maxLease: 8, leaseMs: 1000 });
+    const realNow = performance.now;
+    let now = realNow.call(performance);
+    performance.now = () => now;
+    try {
+      // The second request takes 1 + 8 and uses one of them: 7 left in reserve.
+      leased.consume('k');
+      leased.consume('k');
+      leased.consume('k');
+      now += 1500;
+      leased.consume('k');
+      expect(calls).to.include({ refund: 1, refunded: 7 });
+      leased.close();
+      expect(calls.refunded, 'the new reserve of 8 goes back on close').to.equal(7 + 8);
+    } finally {
+      performance.now = realNow;
+    }
+  });
+
   it('never lets two workers together past the limit, and gives unused reserves back so that none is lost', async () => {
     const limits = [limit(1000, 3_600_000)];
     const { shared, calls, store } = counting(limits);
