@@ -242,6 +242,38 @@ describe('redis limit scripts', () => {
     expect((await near.take('k6', 33)).granted).to.equal(1);
   });
 
+  it('decides the takes of one event-loop turn in one command, each as the in-memory GCRA would, in order', async () => {
+    const limits = [limit(3, 60_000), limit(100, 3_600_000)];
+    const store = new RedisLimits(connection, limits);
+    await store.take('warm-up'); // loads the single-bucket script
+    const calls = async (): Promise<number> => {
+      const stats = await redis.cli('info', 'commandstats');
+      return [...stats.matchAll(/cmdstat_(?:evalsha|eval):calls=(\d+)/g)].reduce((sum, m) => sum + Number(m[1]), 0);
+    };
+    const before = await calls();
+    const buckets = ['b1', 'b2', 'b1', 'b3', 'b1', 'b1', 'b2'];
+    const wants = [1, 1, 1, 1, 1, 1, 70];
+    const decisions = await Promise.all(buckets.map((bucket, i) => store.take(bucket, wants[i])));
+    // One EVALSHA, and one EVAL when Redis did not know the batched script yet.
+    expect((await calls()) - before).to.be.within(1, 2);
+    const memory = new MemoryLimitStore();
+    const expected = buckets.map((bucket, i) => memory.take(bucket, limits, wants[i]));
+    expect(decisions.map((d) => [d.granted, d.remaining])).to.deep.equal(expected.map((d) => [d.granted, d.remaining]));
+    expect(decisions.map((d) => d.allowed)).to.deep.equal([true, true, true, true, true, false, true]);
+    expect(decisions[5]!.retryAfterMs).to.be.within(19_000, 20_000);
+  });
+
+  it('sends at most 128 buckets per command, so that one script never holds Redis for long', async () => {
+    const store = new RedisLimits(connection, [limit(1000, 60_000)]);
+    await Promise.all([store.take('warm-1'), store.take('warm-2')]); // loads both scripts
+    const stats = async (): Promise<number> => Number(/cmdstat_evalsha:calls=(\d+)/.exec(await redis.cli('info', 'commandstats'))![1]);
+    const before = await stats();
+    const decisions = await Promise.all(Array.from({ length: 300 }, (_, i) => store.take(`many-${i % 150}`)));
+    expect((await stats()) - before).to.equal(3);
+    // Each of the 150 buckets was taken twice, in order, whichever command carried it.
+    expect(decisions.map((d) => d.remaining[0])).to.deep.equal(Array.from({ length: 300 }, (_, i) => (i < 150 ? 999 : 998)));
+  });
+
   it('keeps state in one key per limit under the bucket as hash tag, expiring once the quota is whole again', async () => {
     await new RedisLimits(connection, [limit(5, 60_000), limit(10, 3_600_000)]).take('k2');
     expect(Number(await redis.cli('pttl', 'test:rl:{k2}:5/60/5'))).to.be.within(11_000, 12_000);
