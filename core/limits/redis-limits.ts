@@ -6,7 +6,7 @@ import { LEASE_DIVISOR, LEASE_MIN_ROOM, type CompiledLimit, type Decision } from
  * atomically. Time is Redis's own clock (TIME), so gateways on hosts whose clocks disagree still share
  * one timeline. TATs are whole microseconds.
  *
- * `take(k, want, r)` decides one bucket: its limits' keys are KEYS[k + 1 .. k + n], their emission
+ * `take(k, n, want, r)` decides one bucket of `n` limits: its limits' keys are KEYS[k + 1 .. k + n], their emission
  * interval and tolerance (µs) ARGV[r], ARGV[r + 1], then the next limit's, and so on. It appends
  * granted (0 when denied), retry-after ms, then per limit remaining and reset ms to `out`.
  */
@@ -92,7 +92,7 @@ return 1
 
 type ScriptCommand = (...args: (string | number)[]) => Promise<number[]>;
 
-/** Buckets per batched command at most: a script blocks Redis while it runs, ~2 µs per bucket. */
+/** Buckets per batched command at most: a script holds Redis while it runs, and a busy turn can gather hundreds. */
 const MAX_BATCH = 128;
 
 interface PendingTake {
