@@ -6,9 +6,9 @@ import { LEASE_DIVISOR, LEASE_MIN_ROOM, type CompiledLimit, type Decision } from
  * atomically. Time is Redis's own clock (TIME), so gateways on hosts whose clocks disagree still share
  * one timeline. TATs are whole microseconds.
  *
- * `take(k, n, want, r)` decides one bucket of `n` limits: its limits' keys are KEYS[k + 1 .. k + n], their emission
- * interval and tolerance (µs) ARGV[r], ARGV[r + 1], then the next limit's, and so on. It appends
- * granted (0 when denied), retry-after ms, then per limit remaining and reset ms to `out`.
+ * `take(k, n, want, r)` decides one bucket of `n` limits: their keys are KEYS[k + 1 .. k + n], their
+ * emission intervals and tolerances (µs) ARGV[r], ARGV[r + 1], then the next limit's, and so on. It
+ * appends granted (0 when denied), retry-after ms, then per limit remaining and reset ms to `out`.
  */
 const TAKE_FUNCTION = `
 local t = redis.call('TIME')
@@ -92,7 +92,8 @@ return 1
 
 type ScriptCommand = (...args: (string | number)[]) => Promise<number[]>;
 
-/** Buckets per batched command at most: a script holds Redis while it runs, and a busy turn can gather hundreds. */
+/** Buckets per batched command at most: a script holds Redis while it runs, and a busy turn can
+ * gather hundreds. */
 const MAX_BATCH = 128;
 
 interface PendingTake {
