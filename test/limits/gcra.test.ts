@@ -303,4 +303,18 @@ describe('redis limit scripts', () => {
       redis.thaw();
     }
   });
+
+  it('fails every take of a batched command with TG_ERR_REDIS_UNAVAILABLE when Redis does not answer it', async () => {
+    const store = new RedisLimits(connection, [limit(5, 60_000)]);
+    // The test before left the circuit open for its cooldown: wait until a command would be sent.
+    while (connection.refusesNow()) await new Promise((resolve) => setTimeout(resolve, 50));
+    redis.freeze();
+    try {
+      const outcomes = await Promise.all(['f1', 'f2', 'f1'].map((bucket) => store.take(bucket).catch((e: unknown) => e)));
+      expect(outcomes.map((e) => (e as { code?: string }).code)).to.deep.equal(Array(3).fill('TG_ERR_REDIS_UNAVAILABLE'));
+      expect((outcomes[0] as { logDetail: string }).logDetail).to.match(/timed out/i);
+    } finally {
+      redis.thaw();
+    }
+  });
 });
