@@ -261,6 +261,11 @@ describe('redis limit scripts', () => {
     expect(decisions.map((d) => [d.granted, d.remaining])).to.deep.equal(expected.map((d) => [d.granted, d.remaining]));
     expect(decisions.map((d) => d.allowed)).to.deep.equal([true, true, true, true, true, false, true]);
     expect(decisions[5]!.retryAfterMs).to.be.within(19_000, 20_000);
+    // The batched command keeps its state in the same (prefixed) keys as a single take.
+    expect(Number(await redis.cli('pttl', 'test:rl:{b3}:3/60/3'))).to.be.within(19_000, 20_000);
+    expect(Number(await redis.cli('exists', 'rl:{b3}:3/60/3'))).to.equal(0);
+    const single = await store.take('b3');
+    expect([single.granted, single.remaining]).to.deep.equal(((d) => [d.granted, d.remaining])(memory.take('b3', limits)));
   });
 
   it('sends at most 128 buckets per command, so that one script never holds Redis for long', async () => {
