@@ -90,6 +90,9 @@ end
 return 1
 `;
 
+/** The batched take's command name: its key count varies, so it is passed first. */
+const TAKE_MANY = 'tollgateTakeMany';
+
 type ScriptCommand = (...args: (string | number)[]) => Promise<number[]>;
 
 /** Buckets per batched command at most: a script holds Redis while it runs, and a busy turn can
@@ -120,8 +123,9 @@ export class RedisLimits {
   readonly #rates: number[];
   readonly #emissions: number[];
   readonly #take: string;
-  readonly #takeMany: string;
   readonly #refund: string;
+  /** Takes go in batches (not to a cluster, whose buckets hash to different slots). */
+  readonly #batched: boolean;
   #batch: PendingTake[] = [];
 
   constructor(redis: RedisConnection, limits: readonly CompiledLimit[]) {
@@ -134,13 +138,13 @@ export class RedisLimits {
     // groups commands by their first argument, which must therefore be a key. (The batched command
     // is never sent to a cluster.)
     this.#take = `tollgateTake${limits.length}`;
-    this.#takeMany = 'tollgateTakeMany';
     this.#refund = `tollgateRefund${limits.length}`;
     if (!(this.#take in redis.client)) {
       redis.client.defineCommand(this.#take, { lua: TAKE_SCRIPT, numberOfKeys: limits.length });
       redis.client.defineCommand(this.#refund, { lua: REFUND_SCRIPT, numberOfKeys: limits.length });
     }
-    if (!(this.#takeMany in redis.client)) redis.client.defineCommand(this.#takeMany, { lua: TAKE_MANY_SCRIPT });
+    this.#batched = !redis.client.isCluster;
+    if (this.#batched && !(TAKE_MANY in redis.client)) redis.client.defineCommand(TAKE_MANY, { lua: TAKE_MANY_SCRIPT });
   }
 
   /**
@@ -148,7 +152,7 @@ export class RedisLimits {
    * `TG_ERR_REDIS_UNAVAILABLE` when Redis cannot decide.
    */
   take(bucket: string, want = 1): Promise<Decision> {
-    if (this.#redis.client.isCluster) return this.#takeOne(bucket, want);
+    if (!this.#batched) return this.#takeOne(bucket, want);
     return new Promise((resolve, reject) => {
       // After the poll phase: the requests of every socket read in this turn are in the batch.
       if (this.#batch.length === 0) setImmediate(this.#flush);
@@ -186,7 +190,7 @@ export class RedisLimits {
     for (const pending of batch) keys.push(...this.#keys(pending.bucket));
     const args: (string | number)[] = [keys.length, ...keys, count, ...this.#rates];
     for (const pending of batch) args.push(pending.want);
-    this.#redis.run((client) => this.#call(client, this.#takeMany, args)).then(
+    this.#redis.run((client) => this.#call(client, TAKE_MANY, args)).then(
       (out) => {
         for (let i = 0; i < batch.length; i++) batch[i]!.resolve(this.#decision(out, i * (2 + 2 * count)));
       },
