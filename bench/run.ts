@@ -17,12 +17,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pickLoadGenerator, type LoadResult } from './load.ts';
 import { median } from './stats.ts';
-import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
-import { hashKey } from '../plugins/key-auth/key-hash.ts';
 import { startNginx } from './nginx.ts';
 import { summariseProfiles } from './profile-summary.ts';
 import { writeLatestRun } from './write-results.ts';
 import { startTollgate } from './tollgate.ts';
+import { BARE, FULL_CHAIN, pluginScenarios } from './scenarios.ts';
 import { CLK_TCK, cpuTicks, pin } from './processes.ts';
 import { startRedis } from '../test/support/redis.ts';
 
@@ -113,7 +112,7 @@ if (nginx) {
   children.push(nginx.child);
   subjects.push({ name: 'nginx (1 worker)', url: `http://127.0.0.1:${nginx.port}/items`, pids: nginx.pids });
 }
-await tollgateSubject('tollgate (1 worker)', {});
+await tollgateSubject(BARE.name, BARE.options({ redisUrl: '', sinkPort: 0 }));
 // Two workers, unpinned: both cores, shared with the upstream and the load generator, which are
 // unpinned for this subject too. Left on one core, the upstream got a third of it next to a worker and
 // wrk, and two workers measured half of one.
@@ -136,57 +135,19 @@ for (const [name, script] of [['fast-gateway 5', 'fast-gateway.ts'], ['fastify 5
   };
   subjects.push(subject);
 }
-await tollgateSubject('tollgate + access log', { accessLog: true });
-for (const scenario of await authScenarios()) {
-  await tollgateSubject(scenario.name, { plugins: scenario.plugins }, scenario.headers);
-}
-
-// A limit no client reaches, so the cost of deciding is measured, not the cost of a 429.
-// One hot bucket (every request from one client) is served from reserves; 10k buckets each seen
-// every few hundred ms are the worst case: one store decision per request.
-const unreachable = `[rateLimit({ limit: 1000000000, window: '1h', by: 'ip' })]`;
-const manyKeys = `[rateLimit({ limit: 1000000000, window: '1h', by: (() => { let n = 0; return () => String(n++ % 10000); })() })]`;
-const limitScenarios = [
-  { name: 'tollgate + rateLimit host', plugins: unreachable },
-  { name: 'rateLimit host, 10k keys', plugins: manyKeys },
-];
-for (const scenario of limitScenarios) {
-  await tollgateSubject(scenario.name, { plugins: scenario.plugins });
-}
+// Redis (for the rate limit and the full chain) and the OTLP sink (for tracing) on the load side.
 const redis = await startRedis().catch((error: Error) => {
-  console.error(`rateLimit redis: not measured (${error.message})`);
+  console.error(`subjects with Redis: not measured (${error.message})`);
   return null;
 });
 if (redis) {
   if (PIN) spawn('taskset', ['-pc', LOAD_CPUS, String(redis.pid)], { stdio: 'ignore' });
   process.on('exit', () => process.kill(redis.pid, 'SIGKILL'));
-  for (const [name, plugins] of [['tollgate + rateLimit redis', unreachable], ['rateLimit redis, 10k keys', manyKeys]] as const) {
-    await tollgateSubject(name, { plugins, redisUrl: redis.url });
-  }
 }
-
-// Every request a cache hit (the bench upstream sends no freshness, so the route's ttl applies).
-await tollgateSubject('tollgate + cache hit', { plugins: `[cache({ ttl: '1h' })]` });
-
-// Tracing, exporting to a local OTLP sink (on the load side's core), at 100 % and 0 % sampling.
 const { port: sinkPort } = await startChild('bench/otlp-sink.ts');
-for (const [name, ratio, protocol] of [['tracing 100 %', 1, 'http/protobuf'], ['tracing 100 %, json', 1, 'http/json'], ['tracing 0 %', 0, 'http/protobuf']] as const) {
-  const telemetry = `{ otlp: { endpoint: 'http://127.0.0.1:${sinkPort}', protocol: '${protocol}' }, tracing: { sampleRatio: ${ratio} } }`;
-  await tollgateSubject(name, { telemetry });
-}
-
-// The full chain: keyAuth, a Redis rate limit no client reaches, tracing at 10 % to the sink, and a
-// cache that misses every time (bodies over maxEntrySize stream through uncached).
-if (redis) {
-  await tollgateSubject(
-    'full chain (auth, redis limit, 10 % traces, cache miss)',
-    {
-      redisUrl: redis.url,
-      telemetry: `{ otlp: { endpoint: 'http://127.0.0.1:${sinkPort}' }, tracing: { sampleRatio: 0.1 } }`,
-      plugins: `[keyAuth({ consumers: { bench: { keyHashes: ['${hashKey('bench-key')}'] } } }), rateLimit({ limit: 1000000000, window: '1h', by: 'consumer' }), cache({ ttl: '1h', maxEntrySize: 1 })]`,
-    },
-    { 'x-api-key': 'bench-key' },
-  );
+for (const scenario of await pluginScenarios()) {
+  if (scenario.needs.includes('redis') && !redis) continue;
+  await tollgateSubject(scenario.name, scenario.options({ redisUrl: redis?.url ?? '', sinkPort }), scenario.headers);
 }
 
 const only = process.env.BENCH_ONLY?.split(',').map((word) => word.trim()).filter(Boolean);
@@ -257,11 +218,10 @@ for (const subject of subjects) {
   );
 }
 const ratios: string[] = [];
-const FULL = 'full chain (auth, redis limit, 10 % traces, cache miss)';
 if (results.has('nginx (1 worker)')) ratios.push(`tollgate / nginx: ${fmt(pairedRatio('tollgate (1 worker)', 'nginx (1 worker)'), 2)}`);
 if (results.has('fast-gateway 5')) {
   const versusPeer = (name: string): string => (results.has(name) ? fmt(pairedRatio(name, 'fast-gateway 5'), 2) : '—');
-  ratios.push(`tollgate / fast-gateway: ${versusPeer('tollgate (1 worker)')}; full chain / fast-gateway: ${versusPeer(FULL)}; cache hit / fast-gateway: ${versusPeer('tollgate + cache hit')}`);
+  ratios.push(`tollgate / fast-gateway: ${versusPeer('tollgate (1 worker)')}; full chain / fast-gateway: ${versusPeer(FULL_CHAIN)}; cache hit / fast-gateway: ${versusPeer('tollgate + cache hit')}`);
 }
 if (results.has('tollgate (2 workers, unpinned)')) {
   const unpinned = results.has('tollgate (1 worker, unpinned)') ? `; 2 workers / 1 worker, both unpinned: ${fmt(pairedRatio('tollgate (2 workers, unpinned)', 'tollgate (1 worker, unpinned)'), 2)}` : '';
@@ -292,22 +252,6 @@ if (profiled !== null) {
   console.log(summariseProfiles(PROFILE_DIR).join('\n'));
 }
 process.exit(0);
-
-/** keyAuth and jwtAuth (RS256, ES256) on the bench route, with the credentials wrk sends. */
-async function authScenarios(): Promise<{ name: string; plugins: string; headers: Record<string, string> }[]> {
-  const scenarios: { name: string; plugins: string; headers: Record<string, string> }[] = [{ name: 'tollgate + keyAuth', plugins: `[keyAuth({ consumers: { bench: { keyHashes: ['${hashKey('bench-key')}'] } } })]`, headers: { 'x-api-key': 'bench-key' } }];
-  for (const alg of ['RS256', 'ES256'] as const) {
-    const { privateKey, publicKey } = await generateKeyPair(alg, { extractable: true });
-    // One token, repeated: the case the verified-token cache is for.
-    const token = await new SignJWT({ sub: 'bench' }).setProtectedHeader({ alg }).setExpirationTime('1h').sign(privateKey);
-    scenarios.push({
-      name: `tollgate + jwtAuth ${alg}`,
-      plugins: `[jwtAuth({ algorithms: ['${alg}'], publicKey: ${JSON.stringify(await exportSPKI(publicKey))} })]`,
-      headers: { authorization: `Bearer ${token}` },
-    });
-  }
-  return scenarios;
-}
 
 async function startUpstream(): Promise<{ port: number; pid: number }> {
   return startChild('bench/upstream.ts');

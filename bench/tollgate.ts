@@ -15,8 +15,8 @@ export interface TollgateUnderTest {
   workerPids: number[];
 }
 
-/** Starts `tollgate start` with a one-route, no-plugin config in front of the bench upstream. */
-export async function startTollgate(options: {
+/** A bench gateway: the config it runs (one route, GET /items, no plugins unless given) and how it starts. */
+export interface BenchGatewayOptions {
   upstreamPort: number;
   workers: number;
   scheduling?: 'round-robin' | 'os';
@@ -40,7 +40,33 @@ export async function startTollgate(options: {
   preamble?: string;
   /** Flags for node itself (`--cpu-prof`, `--trace-gc`); cluster workers inherit them. */
   nodeArgs?: string[];
-}): Promise<TollgateUnderTest> {
+}
+
+/** Starts `tollgate start` with a one-route, no-plugin config in front of the bench upstream. */
+export async function startTollgate(options: BenchGatewayOptions): Promise<TollgateUnderTest> {
+  const config = writeBenchConfig(options);
+  const command = [process.execPath, ...(options.nodeArgs ?? []), join(REPO, 'core/cli/tollgate.ts'), 'start', '--config', config, '--workers', String(options.workers)];
+  const [file, ...args] = options.cpus ? ['taskset', '-c', options.cpus, ...command] : command;
+  const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  return new Promise((resolve, reject) => {
+    let output = '';
+    // Keep reading (and dropping) the gateway's log after it is ready: a full pipe would block it.
+    child.stdout!.on('data', (chunk: Buffer) => {
+      if (output === null) return;
+      output += chunk;
+      const ready = output.split('\n').map(parseLine).find((line) => line?.msg?.startsWith('tollgate ready'));
+      if (ready) {
+        output = null!;
+        // The primary counts too: it decides host-wide rate limits for the workers.
+        resolve({ child, port: ready.port, pids: [child.pid!, ...ready.workers], workerPids: ready.workers });
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`tollgate exited (${code}) before it was ready:\n${output}`)));
+  });
+}
+
+/** Writes the gateway.config.ts a bench gateway runs, in a new temporary directory; returns its path. */
+export function writeBenchConfig(options: Omit<BenchGatewayOptions, 'workers' | 'cpus' | 'nodeArgs'>): string {
   const config = join(mkdtempSync(join(tmpdir(), 'tollgate-bench-')), 'gateway.config.ts');
   writeFileSync(
     config,
@@ -60,24 +86,7 @@ export default defineConfig({
 });
 `,
   );
-  const command = [process.execPath, ...(options.nodeArgs ?? []), join(REPO, 'core/cli/tollgate.ts'), 'start', '--config', config, '--workers', String(options.workers)];
-  const [file, ...args] = options.cpus ? ['taskset', '-c', options.cpus, ...command] : command;
-  const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'inherit'] });
-  return new Promise((resolve, reject) => {
-    let output = '';
-    // Keep reading (and dropping) the gateway's log after it is ready: a full pipe would block it.
-    child.stdout!.on('data', (chunk: Buffer) => {
-      if (output === null) return;
-      output += chunk;
-      const ready = output.split('\n').map(parseLine).find((line) => line?.msg?.startsWith('tollgate ready'));
-      if (ready) {
-        output = null!;
-        // The primary counts too: it decides host-wide rate limits for the workers.
-        resolve({ child, port: ready.port, pids: [child.pid!, ...ready.workers], workerPids: ready.workers });
-      }
-    });
-    child.once('exit', (code) => reject(new Error(`tollgate exited (${code}) before it was ready:\n${output}`)));
-  });
+  return config;
 }
 
 function parseLine(text: string): { msg?: string; port: number; workers: number[] } | null {
