@@ -73,6 +73,11 @@ interface Pending {
 /** Reasons not to store that come from the request (its credentials, its method), not from the URL's response. */
 const REQUEST_REASONS = new Set(['authorization', 'credentials', 'head']);
 
+/** Whom a URL lately answered with something that could not be stored: its hit-for-miss mark. */
+const EVERYONE = 0;
+const WITH_CREDENTIALS = 1;
+type Uncacheable = typeof EVERYONE | typeof WITH_CREDENTIALS;
+
 /** Hop-by-hop and per-response fields a stored response never repeats. */
 const NOT_STORED_HEADERS = new Set(['age', 'cache-status', 'connection', 'keep-alive', 'transfer-encoding', 'x-request-id', 'set-cookie']);
 /** Fields a 304 may update on the stored response (RFC 9111 §4.3.4: all but a few; these are the ones that matter). */
@@ -97,8 +102,9 @@ export const cache = definePlugin({
     const policy = { defaultTtlMs: opts.ttl, allowAuthorized: opts.allowAuthorized, allowCookies: opts.allowCookies };
     const pending = gw.requestSlot<Pending>();
     const inflight = new Map<string, Promise<void>>();
-    // URLs lately answered with something that could not be stored ("hit-for-miss", as Varnish calls it).
-    const uncacheable = opts.uncacheableTtl > 0 ? new LRUCache<string, true>({ max: 10_000, ttl: opts.uncacheableTtl }) : null;
+    // URLs lately answered with something that could not be stored ("hit-for-miss", as Varnish calls
+    // it): for every request, or only for requests with credentials when theirs were the reason.
+    const uncacheable = opts.uncacheableTtl > 0 ? new LRUCache<string, Uncacheable>({ max: 10_000, ttl: opts.uncacheableTtl }) : null;
     const lookups = tallyCounter('tollgate_cache_lookups_total', 'Cache lookups, by result (hit, stale, miss, bypass).', ['result'] as const);
     const counted = { hit: lookups.for({ result: 'hit' }), stale: lookups.for({ result: 'stale' }), miss: lookups.for({ result: 'miss' }), bypass: lookups.for({ result: 'bypass' }) };
     if (opts.redis && gw.redis === null) throw new Error("redis: true needs the gateway config's redis section");
@@ -182,7 +188,8 @@ export const cache = definePlugin({
         return { status: 504, headers: { 'cache-status': status(`fwd=${found}; detail=only-if-cached`) }, json: { error: { code: 'TG_ERR_NOT_CACHED', message: 'The response is not in the cache' } } };
       }
       // Lately uncacheable: no waiting for, nor making others wait for, a response nobody can share.
-      if (uncacheable?.has(primary)) {
+      const mark = uncacheable?.get(primary);
+      if (mark === EVERYONE || (mark === WITH_CREDENTIALS && carriesCredentials(ctx))) {
         counted.miss();
         pending.set(ctx, { primary, requestedAt: now, requestCacheControl, stale: null, fwd: found, leader: null });
         return;
@@ -263,9 +270,10 @@ export const cache = definePlugin({
      */
     const requestFacts = (ctx: RequestContext, cacheControl: Directives): RequestFacts => ({
       authorization: ctx.request.headers.authorization !== undefined,
-      credentials: ctx.request.headers.cookie !== undefined || (ctx.consumer !== null && !opts.key.consumer),
+      credentials: carriesCredentials(ctx),
       cacheControl,
     });
+    const carriesCredentials = (ctx: RequestContext): boolean => ctx.request.headers.cookie !== undefined || (ctx.consumer !== null && !opts.key.consumer);
 
     const lifetimes = (decision: Exclude<ReturnType<typeof storability>, NotStored>) => ({
       initialAgeMs: decision.initialAgeMs,
@@ -317,8 +325,11 @@ export const cache = definePlugin({
       if (typeof decision === 'string' || ctx.request.method === 'HEAD' || length > opts.maxEntrySize) {
         const detail = typeof decision === 'string' ? decision : ctx.request.method === 'HEAD' ? 'head' : 'too-large';
         response.headers.set('cache-status', status(`${fwd}; detail=${detail}`));
-        // What the response says, not what this request carried, makes the URL uncacheable for all.
-        if (!REQUEST_REASONS.has(detail)) uncacheable?.set(state.primary, true);
+        // What the response says makes the URL uncacheable for all; what this request carried, for
+        // the requests that carry the same (an API behind keyAuth would otherwise queue every
+        // request behind the one before it, for a response none of them may share).
+        if (!REQUEST_REASONS.has(detail)) uncacheable?.set(state.primary, EVERYONE);
+        else if (detail === 'credentials' && uncacheable?.get(state.primary) !== EVERYONE) uncacheable?.set(state.primary, WITH_CREDENTIALS);
         if (state.stale !== null) store.delete(state.stale.key);
         state.leader?.();
         return;
@@ -360,7 +371,7 @@ export const cache = definePlugin({
           shared?.set(entry, vary, sharedTtl(entry));
           uncacheable?.delete(state.primary);
           stored = true;
-        } else uncacheable?.set(state.primary, true); // streamed past maxEntrySize
+        } else uncacheable?.set(state.primary, EVERYONE); // streamed past maxEntrySize
         state.leader?.();
       });
       tap.once('close', () => {

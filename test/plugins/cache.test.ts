@@ -77,7 +77,8 @@ function origin() {
         }, 300);
         return;
       case '/slow-silent':
-        setTimeout(() => body(`slow-silent #${count}`), 300);
+      case '/slow-personal':
+        setTimeout(() => body(`${path.slice(1)} #${count}`), 300);
         return;
       case '/tagged':
         return body(`tagged #${count}`, { 'cache-control': 'max-age=60', 'surrogate-key': 'product-1 catalog' });
@@ -121,6 +122,7 @@ describe('cache', () => {
         routes: [
           { path: '/silent', name: 'silent-with-ttl', upstream: 'app', plugins: [cache({ ttl: '30s', key: { query: { exclude: ['utm_source'] } } })] },
           { path: '/slow-silent', upstream: 'app', plugins: [cache({ ttl: '30s' })] },
+          { path: '/slow-personal', upstream: 'app', plugins: [cache({ ttl: '30s' })] },
           { path: '/big', upstream: 'app', plugins: [cache({ maxEntrySize: 1024 })] },
           { path: '/*', upstream: 'app', plugins: [cache({ key: { query: { exclude: ['utm_source'] } } })] },
         ],
@@ -290,6 +292,18 @@ describe('cache', () => {
     await Promise.all(Array.from({ length: 5 }, () => get('/slow-silent')));
     expect(upstreamState.peaks.get('/slow-silent')).to.equal(1);
     expect(hits('/slow-silent')).to.equal(2);
+  });
+
+  it('once a request with credentials got a response it could not share, lets such requests go upstream together; anonymous ones still coalesce', async () => {
+    const session = { cookie: 'session=1' };
+    expect((await get('/slow-personal', session)).headers['cache-status']).to.include('detail=credentials');
+    const personal = await Promise.all(Array.from({ length: 5 }, () => get('/slow-personal', session)));
+    expect(personal.every((r) => r.status === 200 && String(r.headers['cache-status']).includes('detail=credentials'))).to.equal(true);
+    // Coalesced, one would have gone first and four after it: at most four at once.
+    expect(upstreamState.peaks.get('/slow-personal')).to.equal(5);
+    const anonymous = await Promise.all(Array.from({ length: 3 }, () => get('/slow-personal')));
+    expect(anonymous.map((r) => r.text)).to.deep.equal(['slow-personal #7', 'slow-personal #7', 'slow-personal #7']);
+    expect(hits('/slow-personal')).to.equal(7);
   });
 
   it('keys by the sorted query, without excluded parameters; HEAD is answered from GET', async () => {
