@@ -18,7 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startRedis } from '../test/support/redis.ts';
 import { pickLoadGenerator } from './load.ts';
-import { CLK_TCK, cpuTicks, pin } from './processes.ts';
+import { CLK_TCK, cpuTicks, largestMemory, pin } from './processes.ts';
 import { BARE, pluginScenarios, type ScenarioServices } from './scenarios.ts';
 import { median } from './stats.ts';
 import type { startTollgate as StartTollgate, TollgateUnderTest } from './tollgate.ts';
@@ -61,9 +61,9 @@ const startAfter = ((await import('./tollgate.ts')) as { startTollgate: typeof S
 
 console.log(`${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS} s, new processes every round` + (PIN ? `, proxy pinned to cpu ${PROXY_CPU}` : ''));
 console.log(`before: ${commit.slice(0, 10)} (${values.against}); after: this checkout${gitOutput(['status', '--porcelain', '--untracked-files=no']) ? ' (with uncommitted changes)' : ''}\n`);
-const table = ['| scenario | CPU µs/req before | after | after / before | req/s before | after | after / before | p99 ms before | after |', '|---|--:|--:|--:|--:|--:|--:|--:|--:|'];
+const table = ['| scenario | CPU µs/req before | after | after / before | req/s before | after | after / before | p99 ms before | after | worker RSS MiB before | after |', '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|'];
 for (const scenario of chosen) {
-  const sides = [startBefore, startAfter].map((start) => ({ start, cpu: [] as number[], rps: [] as number[], p99: [] as number[] }));
+  const sides = [startBefore, startAfter].map((start) => ({ start, cpu: [] as number[], rps: [] as number[], p99: [] as number[], rss: [] as number[] }));
   for (let round = 0; round < ROUNDS; round++) {
     // Every other round the other side goes first, so that neither always follows the other.
     for (const side of round % 2 === 0 ? sides : [...sides].reverse()) {
@@ -77,12 +77,13 @@ for (const scenario of chosen) {
       side.cpu.push((((cpuTicks(gateway.pids) - ticks) / CLK_TCK) * 1e6) / result.requests);
       side.rps.push(result.requestsPerSec);
       side.p99.push(result.p99Ms);
+      side.rss.push(largestMemory(gateway.workerPids).rssMiB);
       await stop(gateway);
     }
   }
   const [b, a] = sides as [(typeof sides)[0], (typeof sides)[0]];
   const paired = (of: (side: typeof b, round: number) => number): number => median(b.cpu.map((_, round) => of(a, round) / of(b, round)));
-  const row = `| ${scenario.id} | ${median(b.cpu).toFixed(1)} | ${median(a.cpu).toFixed(1)} | ${paired((side, r) => side.cpu[r]!).toFixed(3)} | ${median(b.rps).toFixed(0)} | ${median(a.rps).toFixed(0)} | ${paired((side, r) => side.rps[r]!).toFixed(3)} | ${median(b.p99).toFixed(2)} | ${median(a.p99).toFixed(2)} |`;
+  const row = `| ${scenario.id} | ${median(b.cpu).toFixed(1)} | ${median(a.cpu).toFixed(1)} | ${paired((side, r) => side.cpu[r]!).toFixed(3)} | ${median(b.rps).toFixed(0)} | ${median(a.rps).toFixed(0)} | ${paired((side, r) => side.rps[r]!).toFixed(3)} | ${median(b.p99).toFixed(2)} | ${median(a.p99).toFixed(2)} | ${median(b.rss).toFixed(0)} | ${median(a.rss).toFixed(0)} |`;
   table.push(row);
   console.log(`${scenario.id}: CPU µs/req before [${b.cpu.map((v) => v.toFixed(1)).join(' ')}], after [${a.cpu.map((v) => v.toFixed(1)).join(' ')}]`);
 }

@@ -18,3 +18,20 @@ export function cpuTicks(pids: number[]): number {
   }
   return total;
 }
+
+export interface Memory {
+  rssMiB: number;
+  /** Anonymous memory: RSS less the pages of files (the executable's among them), which every process running the same binary shares. */
+  ownMiB: number;
+}
+
+/** Resident memory of the largest of `pids` (the worker, for a gateway). */
+export function largestMemory(pids: number[]): Memory {
+  let largest: Memory = { rssMiB: 0, ownMiB: 0 };
+  for (const pid of pids) {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const kib = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
+    if (kib('VmRSS') / 1024 > largest.rssMiB) largest = { rssMiB: kib('VmRSS') / 1024, ownMiB: kib('RssAnon') / 1024 };
+  }
+  return largest;
+}

@@ -11,7 +11,7 @@
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,7 +22,7 @@ import { summariseProfiles } from './profile-summary.ts';
 import { writeLatestRun } from './write-results.ts';
 import { startTollgate } from './tollgate.ts';
 import { BARE, FULL_CHAIN, pluginScenarios } from './scenarios.ts';
-import { CLK_TCK, cpuTicks, pin } from './processes.ts';
+import { CLK_TCK, cpuTicks, largestMemory, pin, type Memory } from './processes.ts';
 import { startRedis } from '../test/support/redis.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -272,23 +272,6 @@ async function startPeer(script: string): Promise<{ port: number; pid: number; c
   const [message] = (await once(child, 'message')) as [{ port: number }];
   if (PIN) await new Promise((resolve) => spawn('taskset', ['-a', '-pc', PROXY_CPU, String(child.pid)], { stdio: 'ignore' }).once('exit', resolve));
   return { port: message.port, pid: child.pid!, child };
-}
-
-interface Memory {
-  rssMiB: number;
-  /** Anonymous memory: RSS less the pages of files (the executable's among them), which every process running the same binary shares. */
-  ownMiB: number;
-}
-
-/** Resident memory of the largest of `pids` (the worker, for a gateway). */
-function largestMemory(pids: number[]): Memory {
-  let largest: Memory = { rssMiB: 0, ownMiB: 0 };
-  for (const pid of pids) {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-    const kib = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
-    if (kib('VmRSS') / 1024 > largest.rssMiB) largest = { rssMiB: kib('VmRSS') / 1024, ownMiB: kib('RssAnon') / 1024 };
-  }
-  return largest;
 }
 
 /** Forks a helper server (upstream, OTLP sink) on the load side's cores; resolves with its port. */
