@@ -1,8 +1,14 @@
 import { readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parse, YAMLParseError } from 'yaml';
 import { GatewayError } from '../errors.ts';
+
+// The YAML parser loads with the first YAML document, not with tollgate: every worker imports this
+// module, few configs read YAML. Synchronously (yaml ships CommonJS too), as a config's top level
+// calls loadOpenApi.
+let yaml: typeof import('yaml') | null = null;
+const yamlParser = (): typeof import('yaml') => (yaml ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
 
 /**
  * Reads an OpenAPI document from a `.json`, `.yaml` or `.yml` file, for `routesFromOpenApi` and the
@@ -20,9 +26,9 @@ export function loadOpenApi(file: string | URL): Record<string, unknown> {
   let document: unknown;
   try {
     // JSON is YAML too, but JSON.parse reports JSON's errors the way JSON writers expect them.
-    document = extname(path) === '.json' ? JSON.parse(text) : parse(text, { maxAliasCount: 1000 });
+    document = extname(path) === '.json' ? JSON.parse(text) : yamlParser().parse(text, { maxAliasCount: 1000 });
   } catch (error) {
-    const where = error instanceof YAMLParseError && error.linePos ? ` (line ${error.linePos[0].line}, column ${error.linePos[0].col})` : '';
+    const where = yaml !== null && error instanceof yaml.YAMLParseError && error.linePos ? ` (line ${error.linePos[0].line}, column ${error.linePos[0].col})` : '';
     throw new GatewayError('TG_ERR_CONFIG_INVALID', `the OpenAPI document ${path} does not parse${where}: ${(error as Error).message.split('\n')[0]}`);
   }
   if (typeof document !== 'object' || document === null || Array.isArray(document)) {

@@ -1,12 +1,12 @@
 import { availableParallelism } from 'node:os';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { isAbsolute } from 'node:path';
-import { Piscina } from 'piscina';
+import type { Piscina } from 'piscina';
 import type { ParsedOffload } from '../config/schema.ts';
 import { GatewayError } from '../errors.ts';
 import { counter, histogram } from '../telemetry/metrics.ts';
 import { offloadThreads } from './pool-size.ts';
-import { loadTask, ownsWholeBuffer, type TaskMessage } from './task-runner.ts';
+import { loadTask, ownsWholeBuffer, type TaskMessage } from './task-loading.ts';
 
 export interface OffloadRunOptions {
   /**
@@ -69,6 +69,7 @@ export class OffloadPool implements Offload {
   readonly inlineBelow: number;
   readonly #config: ParsedOffload;
   #pool: Piscina | null = null;
+  #closed = false;
   /** Tasks running or queued on the threads. */
   #onThreads = 0;
   readonly #tasks = counter(
@@ -89,7 +90,7 @@ export class OffloadPool implements Offload {
     const exportName = options.export ?? 'default';
     const inline = await loadTaskAtSetup(url, exportName, 'offload task');
     const name = options.name ?? taskName(url, exportName);
-    const pool = this.#ensurePool();
+    const pool = await this.#ensurePool();
     const tasks = this.#tasks;
     const durations = this.#durations;
     const config = this.#config;
@@ -160,11 +161,17 @@ export class OffloadPool implements Offload {
 
   /** Finishes queued and running tasks, then stops the threads. */
   async close(): Promise<void> {
+    this.#closed = true;
     await this.#pool?.close();
     this.#pool = null;
   }
 
-  #ensurePool(): Piscina {
+  /** The threads, started with the first task; piscina itself loads then too, not in every worker. */
+  async #ensurePool(): Promise<Piscina> {
+    if (this.#pool !== null) return this.#pool;
+    const { Piscina } = await import('piscina');
+    // Closed while piscina loaded (the worker is stopping during setup): start no threads.
+    if (this.#closed) throw new Error('the offload pool is closed');
     return (this.#pool ??= new Piscina({
       filename: RUNNER,
       minThreads: this.threads,

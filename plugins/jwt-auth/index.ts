@@ -1,4 +1,4 @@
-import { createLocalJWKSet, createRemoteJWKSet, importSPKI, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { definePlugin, GatewayError, type Consumer, type RequestContext } from '../../core/index.ts';
@@ -83,8 +83,11 @@ export const jwtAuth = definePlugin({
   name: 'jwt-auth',
   version: '1.0.0',
   options,
-  setup(opts, gw) {
-    const key = keyResolver(opts);
+  async setup(opts, gw) {
+    // Loaded with the first jwtAuth, not with the bundled plugins: a worker without one never pays for jose.
+    const jose = await import('jose');
+    const { jwtVerify } = jose;
+    const key = keyResolver(opts, jose);
     const cache = opts.cacheSize > 0 ? new LRUCache<string, Verified>({ max: opts.cacheSize, ttlAutopurge: false }) : null;
     const challenge = (error?: string): Record<string, string> => ({
       'www-authenticate': `Bearer realm="${opts.realm}"${error ? `, error="${error}"` : ''}`,
@@ -148,7 +151,7 @@ export const jwtAuth = definePlugin({
   },
 });
 
-function keyResolver(opts: Options): JWTVerifyGetKey | Uint8Array {
+function keyResolver(opts: Options, { createLocalJWKSet, createRemoteJWKSet, importSPKI }: typeof import('jose')): JWTVerifyGetKey | Uint8Array {
   if (opts.secret !== undefined) return new TextEncoder().encode(opts.secret);
   if (opts.jwks !== undefined) return createLocalJWKSet(opts.jwks as Parameters<typeof createLocalJWKSet>[0]);
   if (opts.jwksUrl !== undefined) {

@@ -5,7 +5,8 @@ import { definePlugin, type RequestContext } from '../../core/index.ts';
 import { hasRequestBody } from '../../core/http/proxy-headers.ts';
 import { loadTaskAtSetup } from '../../core/offload/offload-pool.ts';
 import type { GatewayResponse } from '../../core/context.ts';
-import transformJson, { type TransformInfo } from './transform-task.ts';
+import type transformJson from './transform-task.ts';
+import type { TransformInfo } from './transform-task.ts';
 import { siblingModule } from '../../core/sibling-module.ts';
 
 const moduleRef = z.union([z.instanceof(URL), z.string().min(1)], { error: 'expected a file: URL or a path to a module' });

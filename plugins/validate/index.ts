@@ -7,7 +7,8 @@ import { EMPTY_PARAMS, isMethodMismatch, type Router } from '../../core/router.t
 import { planFromOpenApi } from './openapi-plan.ts';
 import { ANY_OPERATION, isJsonMediaType, matchMediaType, mediaTypeOf, sharePlan, type OperationPlan, type ValidationPlan } from './plan.ts';
 import { planFromSchemas } from './schema-plan.ts';
-import validateRequest, { preparePlan, type ValidateInput, type Violation } from './validate-task.ts';
+import type validateRequest from './validate-task.ts';
+import type { ValidateInput, Violation } from './validate-task.ts';
 import { siblingModule } from '../../core/sibling-module.ts';
 
 const jsonSchema = z.union([z.record(z.string(), z.unknown()), z.boolean()], { error: 'expected a JSON Schema (an object)' });
@@ -57,7 +58,9 @@ export const validate = definePlugin({
       ? planFromOpenApi(opts.openapi, opts.prefix)
       : { plan: planFromSchemas(opts.schemas!), router: null };
     const { key: planKey, shared } = sharePlan(plan);
-    // Compiled here first, so a schema ajv cannot compile stops the gateway at startup.
+    // Compiled here first, so a schema ajv cannot compile stops the gateway at startup. Loaded here,
+    // not with the bundled plugins: a worker without validate never pays for ajv.
+    const { preparePlan } = await import('./validate-task.ts');
     preparePlan(planKey, plan);
     const task = await gw.offload.task<typeof validateRequest>(siblingModule(import.meta.url, './validate-task'));
 
