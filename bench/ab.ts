@@ -9,8 +9,7 @@
  * REV's files are exported (`git archive`) into .tmp/ab/<commit> and run with this checkout's
  * node_modules, so a revision with other dependencies is not comparable this way.
  */
-import { execFileSync, fork, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
+import { execFileSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, rmSync, symlinkSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -18,10 +17,10 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startRedis } from '../test/support/redis.ts';
 import { pickLoadGenerator } from './load.ts';
-import { CLK_TCK, cpuTicks, largestMemory, pin } from './processes.ts';
+import { CLK_TCK, cpuTicks, forkHelper, largestMemory, pin, stopProcess } from './processes.ts';
 import { BARE, pluginScenarios, type ScenarioServices } from './scenarios.ts';
 import { median } from './stats.ts';
-import type { startTollgate as StartTollgate, TollgateUnderTest } from './tollgate.ts';
+import type { startTollgate as StartTollgate } from './tollgate.ts';
 
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 const CONNECTIONS = 64;
@@ -78,7 +77,7 @@ for (const scenario of chosen) {
       side.rps.push(result.requestsPerSec);
       side.p99.push(result.p99Ms);
       side.rss.push(largestMemory(gateway.workerPids).rssMiB);
-      await stop(gateway);
+      await stopProcess(gateway.child);
     }
   }
   const [b, a] = sides as [(typeof sides)[0], (typeof sides)[0]];
@@ -103,18 +102,9 @@ function exportRevision(sha: string): string {
 }
 
 async function startHelper(script: string): Promise<number> {
-  const child = fork(join(REPO, script), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const { port, child } = await forkHelper(join(REPO, script), PIN ? LOAD_CPUS : undefined);
   children.push(child);
-  const [message] = (await once(child, 'message')) as [{ port: number }];
-  if (PIN) pin(child.pid!, LOAD_CPUS);
-  return message.port;
-}
-
-async function stop(gateway: TollgateUnderTest): Promise<void> {
-  if (gateway.child.exitCode !== null || gateway.child.signalCode !== null) return;
-  const exited = once(gateway.child, 'exit');
-  gateway.child.kill('SIGTERM');
-  await exited;
+  return port;
 }
 
 function gitOutput(args: string[]): string {

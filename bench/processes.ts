@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 
 /** Clock ticks per second of /proc/<pid>/stat's CPU times (USER_HZ: 100 on Linux). */
@@ -34,4 +35,23 @@ export function largestMemory(pids: number[]): Memory {
     if (kib('VmRSS') / 1024 > largest.rssMiB) largest = { rssMiB: kib('VmRSS') / 1024, ownMiB: kib('RssAnon') / 1024 };
   }
   return largest;
+}
+
+/**
+ * Forks a bench helper server (`script`, a path: the upstream, the OTLP sink), pinned to `cpus` when
+ * given; resolves once it has said its port.
+ */
+export async function forkHelper(script: string, cpus: string | undefined): Promise<{ port: number; pid: number; child: ChildProcess }> {
+  const child = fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const [message] = (await once(child, 'message')) as [{ port: number }];
+  if (cpus !== undefined) pin(child.pid!, cpus);
+  return { port: message.port, pid: child.pid!, child };
+}
+
+/** Stops a process tree (SIGTERM: a gateway's primary stops its workers) and waits for it to go. */
+export async function stopProcess(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const exited = once(child, 'exit');
+  child.kill('SIGTERM');
+  await exited;
 }

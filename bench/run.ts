@@ -22,7 +22,7 @@ import { summariseProfiles } from './profile-summary.ts';
 import { writeLatestRun } from './write-results.ts';
 import { startTollgate } from './tollgate.ts';
 import { BARE, FULL_CHAIN, pluginScenarios } from './scenarios.ts';
-import { CLK_TCK, cpuTicks, largestMemory, pin, type Memory } from './processes.ts';
+import { CLK_TCK, cpuTicks, forkHelper, largestMemory, pin, stopProcess, type Memory } from './processes.ts';
 import { startRedis } from '../test/support/redis.ts';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
@@ -88,7 +88,7 @@ async function tollgateSubject(name: string, options: Omit<Parameters<typeof sta
   // The profiled subject keeps its process: its profile covers every round.
   if (!profile) {
     subject.restart = async () => {
-      await stopChild(gateway.child);
+      await stopProcess(gateway.child);
       gateway = await launch();
       children.push(gateway.child);
       Object.assign(subject, { url: `http://127.0.0.1:${gateway.port}/items`, pids: gateway.pids, rssPids: gateway.workerPids });
@@ -128,7 +128,7 @@ for (const [name, script] of [['fast-gateway 5', 'fast-gateway.ts'], ['fastify 5
   let peer = await startPeer(join('bench/peers', script));
   const subject: Subject = { name, url: `http://127.0.0.1:${peer.port}/items`, pids: [peer.pid] };
   subject.restart = async () => {
-    await stopChild(peer.child);
+    await stopProcess(peer.child);
     peer = await startPeer(join('bench/peers', script));
     Object.assign(subject, { url: `http://127.0.0.1:${peer.port}/items`, pids: [peer.pid] });
     await warmUp(subject);
@@ -257,14 +257,6 @@ async function startUpstream(): Promise<{ port: number; pid: number }> {
   return startChild('bench/upstream.ts');
 }
 
-/** Stops a subject's process tree (SIGTERM: a primary stops its workers) and waits for it to go. */
-async function stopChild(child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return;
-  const exited = once(child, 'exit');
-  child.kill('SIGTERM');
-  await exited;
-}
-
 /** Forks a peer gateway in front of the bench upstream, on the proxy's core. */
 async function startPeer(script: string): Promise<{ port: number; pid: number; child: ChildProcess }> {
   const child = fork(join(REPO, script), [String(upstreamPort)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
@@ -276,11 +268,9 @@ async function startPeer(script: string): Promise<{ port: number; pid: number; c
 
 /** Forks a helper server (upstream, OTLP sink) on the load side's cores; resolves with its port. */
 async function startChild(script: string): Promise<{ port: number; pid: number }> {
-  const child = fork(join(REPO, script), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  const { port, pid, child } = await forkHelper(join(REPO, script), PIN ? LOAD_CPUS : undefined);
   children.push(child);
-  const [message] = (await once(child, 'message')) as [{ port: number }];
-  if (PIN) pin(child.pid!, LOAD_CPUS);
-  return { port: message.port, pid: child.pid! };
+  return { port, pid };
 }
 
 function fmt(value: number, digits: number): string {
