@@ -95,8 +95,8 @@ const TAKE_MANY = 'tollgateTakeMany';
 
 type ScriptCommand = (...args: (string | number)[]) => Promise<number[]>;
 
-/** Buckets per batched command at most: a script holds Redis while it runs, and a busy turn can
- * gather hundreds. */
+// Buckets per batched command at most: a script holds Redis while it runs, and a busy turn can
+// gather hundreds.
 const MAX_BATCH = 128;
 
 interface PendingTake {
