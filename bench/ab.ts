@@ -1,9 +1,9 @@
 /**
- * `npm run bench:ab -- [--against REV] [--rounds N] [--seconds S] SCENARIO...`: what a change does to
+ * `npm run bench:ab -- [--against REV] [--rounds N] [--seconds S] [--warmup S] SCENARIO...`: what a change does to
  * the cost of a request. Each scenario (bench/scenarios.ts; `bare`, `full-chain`, ...) runs as two
  * one-worker gateways pinned to the proxy's core, one from the checkout as it is and one from REV
  * (default HEAD, so an uncommitted change is compared with the last commit), in interleaved rounds
- * with new processes every round. A change of a few per cent is below what separate bench runs can
+ * with new processes every round, each measured after `--warmup` seconds of load (default 3). A change of a few per cent is below what separate bench runs can
  * see on a shared machine; side by side, a few seconds apart, it shows.
  *
  * REV's files are exported (`git archive`) into .tmp/ab/<commit> and run with this checkout's
@@ -16,7 +16,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { startRedis } from '../test/support/redis.ts';
-import { pickLoadGenerator } from './load.ts';
+import { parseWarmUpSeconds, pickLoadGenerator } from './load.ts';
 import { CLK_TCK, cpuTicks, forkHelper, largestMemory, pin, stopProcess } from './processes.ts';
 import { BARE, pluginScenarios, type ScenarioServices } from './scenarios.ts';
 import { median } from './stats.ts';
@@ -30,10 +30,17 @@ const LOAD_CPUS = `1-${availableParallelism() - 1}`;
 
 const { values, positionals } = parseArgs({
   allowPositionals: true,
-  options: { against: { type: 'string', default: 'HEAD' }, rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '3' } },
+  options: { against: { type: 'string', default: 'HEAD' }, rounds: { type: 'string', default: '5' }, seconds: { type: 'string', default: '3' }, warmup: { type: 'string' } },
 });
 const ROUNDS = positiveInteger('rounds', values.rounds);
 const SECONDS = positiveInteger('seconds', values.seconds);
+const WARM_UP_SECONDS = (() => {
+  try {
+    return parseWarmUpSeconds(values.warmup, '--warmup');
+  } catch (error) {
+    return fail((error as Error).message);
+  }
+})();
 const all = [BARE, ...(await pluginScenarios())];
 const chosen = positionals.map((id) => all.find((scenario) => scenario.id === id) ?? fail(`unknown scenario "${id}"; one of: ${all.map((s) => s.id).join(', ')}`));
 if (chosen.length === 0) fail(`name at least one scenario: ${all.map((s) => s.id).join(', ')}`);
@@ -58,7 +65,7 @@ if (chosen.some((scenario) => scenario.needs.includes('sink'))) services.sinkPor
 const startBefore = ((await import(join(before, 'bench/tollgate.ts'))) as { startTollgate: typeof StartTollgate }).startTollgate;
 const startAfter = ((await import('./tollgate.ts')) as { startTollgate: typeof StartTollgate }).startTollgate;
 
-console.log(`${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS} s, new processes every round` + (PIN ? `, proxy pinned to cpu ${PROXY_CPU}` : ''));
+console.log(`${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS} s after ${WARM_UP_SECONDS} s of warm-up, new processes every round` + (PIN ? `, proxy pinned to cpu ${PROXY_CPU}` : ''));
 console.log(`before: ${commit.slice(0, 10)} (${values.against}); after: this checkout${gitOutput(['status', '--porcelain', '--untracked-files=no']) ? ' (with uncommitted changes)' : ''}\n`);
 const table = ['| scenario | CPU µs/req before | after | after / before | req/s before | after | after / before | p99 ms before | after | worker RSS MiB before | after |', '|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|'];
 for (const scenario of chosen) {
@@ -69,7 +76,7 @@ for (const scenario of chosen) {
       const gateway = await side.start({ ...scenario.options(services), upstreamPort, workers: 1, cpus: PIN ? PROXY_CPU : undefined });
       children.push(gateway.child);
       const url = `http://127.0.0.1:${gateway.port}/items`;
-      await load.run({ url, connections: CONNECTIONS, seconds: 1, cpus: PIN ? LOAD_CPUS : undefined, headers: scenario.headers });
+      if (WARM_UP_SECONDS > 0) await load.run({ url, connections: CONNECTIONS, seconds: WARM_UP_SECONDS, cpus: PIN ? LOAD_CPUS : undefined, headers: scenario.headers });
       const ticks = cpuTicks(gateway.pids);
       const result = await load.run({ url, connections: CONNECTIONS, seconds: SECONDS, cpus: PIN ? LOAD_CPUS : undefined, headers: scenario.headers });
       if (result.errors > 0) fail(`${scenario.id}: ${result.errors} failed requests; a failing gateway is not measured`);

@@ -14,10 +14,20 @@ export function pin(pid: number, cpus: string): void {
 export function cpuTicks(pids: number[]): number {
   let total = 0;
   for (const pid of pids) {
-    const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+    const fields = readProc(pid, 'stat').split(') ')[1]!.split(' ');
     total += Number(fields[11]) + Number(fields[12]);
   }
   return total;
+}
+
+/** A file of /proc/<pid>; a process that is gone is named as such (a gateway that died mid-round, say). */
+function readProc(pid: number, file: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/${file}`, 'utf8');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') throw new Error(`process ${pid} is gone: it exited while it was being measured`);
+    throw error;
+  }
 }
 
 export interface Memory {
@@ -30,7 +40,7 @@ export interface Memory {
 export function largestMemory(pids: number[]): Memory {
   let largest: Memory = { rssMiB: 0, ownMiB: 0 };
   for (const pid of pids) {
-    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const status = readProc(pid, 'status');
     const kib = (field: string): number => Number(new RegExp(`${field}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0);
     if (kib('VmRSS') / 1024 > largest.rssMiB) largest = { rssMiB: kib('VmRSS') / 1024, ownMiB: kib('RssAnon') / 1024 };
   }

@@ -7,7 +7,8 @@
  * Env: BENCH_SECONDS (per round, default 5), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 64),
  * BENCH_LOAD=autocannon to use autocannon even where wrk is installed, BENCH_ONLY=a,b to measure only
  * the subjects whose names contain one of the given words (the upstream and bare tollgate always run,
- * as the baselines of the ratios), BENCH_FRESH=1 to start every Node subject afresh each round.
+ * as the baselines of the ratios), BENCH_FRESH=1 to start every Node subject afresh each round,
+ * BENCH_WARMUP (seconds of load before a subject is first measured, and after each fresh start; default 3).
  */
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
@@ -15,7 +16,7 @@ import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pickLoadGenerator, type LoadResult } from './load.ts';
+import { parseWarmUpSeconds, pickLoadGenerator, type LoadResult } from './load.ts';
 import { median } from './stats.ts';
 import { startNginx } from './nginx.ts';
 import { summariseProfiles } from './profile-summary.ts';
@@ -28,6 +29,7 @@ import { startRedis } from '../test/support/redis.ts';
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 64);
+const WARM_UP_SECONDS = parseWarmUpSeconds(process.env.BENCH_WARMUP, 'BENCH_WARMUP');
 const REPO = fileURLToPath(new URL('../', import.meta.url));
 // With two cores or more: the proxy under test on core 0, upstream and load generator on the rest.
 const PIN = availableParallelism() >= 2;
@@ -157,7 +159,7 @@ if (only?.length) {
 }
 
 console.log(
-  `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each${FRESH ? ', new Node processes every round' : ''}, ` +
+  `load: ${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS}s each after ${WARM_UP_SECONDS}s of warm-up${FRESH ? ', new Node processes every round' : ''}, ` +
     (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'no pinning (one core)'),
 );
 
@@ -170,9 +172,9 @@ function loadCpus(subject: Subject): string | undefined {
   return subject.loadUnpinned ? ALL_CPUS : LOAD_CPUS;
 }
 
-/** A second of load, so that the JIT has compiled the hot path before a round is measured. */
-function warmUp(subject: Subject): Promise<LoadResult> {
-  return load.run({ url: subject.url, connections: CONNECTIONS, seconds: 1, cpus: loadCpus(subject), headers: subject.headers });
+/** Load before a round is measured, so that the JIT has optimised the hot path (load.ts says how long that takes). */
+async function warmUp(subject: Subject): Promise<void> {
+  if (WARM_UP_SECONDS > 0) await load.run({ url: subject.url, connections: CONNECTIONS, seconds: WARM_UP_SECONDS, cpus: loadCpus(subject), headers: subject.headers });
 }
 
 for (const subject of subjects) await warmUp(subject);
@@ -234,8 +236,8 @@ console.log([...table, '', ...ratios].join('\n'));
 if (!only?.length && process.env.BENCH_WRITE !== '0') {
   writeLatestRun(join(REPO, 'docs/benchmarks.md'), {
     date: new Date().toISOString().slice(0, 16).replace('T', ' ') + ' UTC',
-    command: `${FRESH ? 'BENCH_FRESH=1 ' : ''}BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_CONNECTIONS=${CONNECTIONS} npm run bench`,
-    setup: `${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS} s (every other round in reverse order${FRESH ? '; new Node processes every round' : ''}), medians; ratios are medians of round-by-round ratios; ` +
+    command: `${FRESH ? 'BENCH_FRESH=1 ' : ''}BENCH_SECONDS=${SECONDS} BENCH_ROUNDS=${ROUNDS} BENCH_CONNECTIONS=${CONNECTIONS} BENCH_WARMUP=${WARM_UP_SECONDS} npm run bench`,
+    setup: `${load.name}, ${CONNECTIONS} connections, ${ROUNDS} rounds x ${SECONDS} s after ${WARM_UP_SECONDS} s of warm-up (every other round in reverse order${FRESH ? '; new Node processes every round' : ''}), medians; ratios are medians of round-by-round ratios; ` +
       (PIN ? `proxy pinned to cpu ${PROXY_CPU}, upstream and load on cpu ${LOAD_CPUS}` : 'one core, no pinning'),
     table,
     ratios,

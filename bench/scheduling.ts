@@ -3,13 +3,14 @@
  * policies, in interleaved rounds, unpinned (the load generator shares the cores, as it would on a
  * real host). This is the measurement behind the `scheduling` default (docs/benchmarks.md).
  *
- * Env: BENCH_SECONDS (default 5), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 64).
+ * Env: BENCH_SECONDS (default 5), BENCH_ROUNDS (default 3), BENCH_CONNECTIONS (default 64), BENCH_WARMUP
+ * (seconds of load before the first round, default 3).
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { availableParallelism } from 'node:os';
 import { fileURLToPath } from 'node:url';
-import { pickLoadGenerator, type LoadResult } from './load.ts';
+import { parseWarmUpSeconds, pickLoadGenerator, type LoadResult } from './load.ts';
 import { median } from './stats.ts';
 import { startTollgate } from './tollgate.ts';
 
@@ -42,7 +43,8 @@ const scenarios = [
   { name: 'new connection per request', closeConnections: true },
 ];
 const results = new Map<string, LoadResult[]>();
-for (const gateway of gateways) await load.run({ url: gateway.url, connections: CONNECTIONS, seconds: 1 });
+const warmUpSeconds = parseWarmUpSeconds(process.env.BENCH_WARMUP, 'BENCH_WARMUP');
+if (warmUpSeconds > 0) for (const gateway of gateways) await load.run({ url: gateway.url, connections: CONNECTIONS, seconds: warmUpSeconds });
 for (let round = 1; round <= ROUNDS; round++) {
   for (const scenario of scenarios) {
     for (const gateway of gateways) {

@@ -2,6 +2,8 @@ import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { loadConfig } from '../core/index.ts';
+import { DEFAULT_WARM_UP_SECONDS, parseWarmUpSeconds } from '../bench/load.ts';
+import { cpuTicks, largestMemory } from '../bench/processes.ts';
 import { BARE, pluginScenarios } from '../bench/scenarios.ts';
 import { writeBenchConfig } from '../bench/tollgate.ts';
 import { REPO } from './support/gateway-process.ts';
@@ -25,5 +27,38 @@ describe('bench scenarios', () => {
     const run = spawnSync(process.execPath, [join(REPO, 'bench/ab.ts'), 'no-such-scenario'], { encoding: 'utf8' });
     expect(run.status).to.equal(2);
     expect(run.stderr).to.include('unknown scenario "no-such-scenario"').and.include('full-chain');
+  });
+
+  it('bench:ab refuses a warm-up that is not a whole number of seconds', () => {
+    const run = spawnSync(process.execPath, [join(REPO, 'bench/ab.ts'), '--warmup', '1.5', 'bare'], { encoding: 'utf8' });
+    expect(run.status).to.equal(2);
+    expect(run.stderr).to.include('--warmup must be a whole number of seconds (0 for no warm-up), not "1.5"');
+  });
+});
+
+describe('bench warm-up', () => {
+  it('defaults to three seconds when unset', () => {
+    expect(DEFAULT_WARM_UP_SECONDS).to.equal(3);
+    expect(parseWarmUpSeconds(undefined, 'BENCH_WARMUP')).to.equal(3);
+    expect(parseWarmUpSeconds('', 'BENCH_WARMUP')).to.equal(3);
+  });
+
+  it('takes whole seconds, 0 meaning none', () => {
+    expect(parseWarmUpSeconds('0', 'BENCH_WARMUP')).to.equal(0);
+    expect(parseWarmUpSeconds('10', 'BENCH_WARMUP')).to.equal(10);
+  });
+
+  it('names the setting when a value is not whole seconds', () => {
+    for (const bad of ['-1', '2.5', 'soon']) {
+      expect(() => parseWarmUpSeconds(bad, 'BENCH_WARMUP')).to.throw(`BENCH_WARMUP must be a whole number of seconds (0 for no warm-up), not "${bad}"`);
+    }
+  });
+});
+
+describe('bench process readings', () => {
+  it('names a measured process that has exited instead of failing on /proc', () => {
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    expect(() => cpuTicks([gone])).to.throw(`process ${gone} is gone: it exited while it was being measured`);
+    expect(() => largestMemory([gone])).to.throw(`process ${gone} is gone`);
   });
 });
