@@ -14,10 +14,12 @@ async function logIntoAStalledPipe(lines: number): Promise<{ out: Record<string,
     const { createLogger } = await import(${JSON.stringify(join(REPO, 'core/log/logger.ts'))});
     const { logger, close } = createLogger('info', { role: 'test' }, { maxBufferedBytes: 1024 * 1024, dropNoticeEveryMs: 100 });
     globalThis.gc();
-    const before = process.memoryUsage().heapUsed;
+    // Buffered lines are Buffers, outside the JavaScript heap: count both.
+    const used = () => { const m = process.memoryUsage(); return m.heapUsed + m.arrayBuffers; };
+    const before = used();
     const filler = 'x'.repeat(1000);
     for (let i = 0; i < ${lines}; i++) logger.warn({ i, filler }, 'upstream refused');
-    const growth = (process.memoryUsage().heapUsed - before) / 1048576;
+    const growth = (used() - before) / 1048576;
     process.stderr.write(JSON.stringify({ growth }) + '\\n');
     // The reader starts once it sees the line above; the drop notice comes when the buffer has room.
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -51,6 +53,29 @@ describe('logger', function () {
     expect(written.length + (notices[0]!.droppedLines as number)).to.equal(50_000);
     // What is written is whole lines, in order, from the start.
     expect(written.map((line) => line.i)).to.deep.equal(written.map((_, index) => index));
+  });
+});
+
+describe('logger output', () => {
+  it('writes text outside ASCII byte for byte, every line whole and in order', async () => {
+    const words = ['café', 'Straße', '→ upstream', '東京', 'emoji 🚦', 'plain'];
+    const script = `
+      const { createLogger } = await import(${JSON.stringify(join(REPO, 'core/log/logger.ts'))});
+      const { logger, close } = createLogger('info', { role: 'test' });
+      const words = ${JSON.stringify(words)};
+      for (let i = 0; i < 3000; i++) logger.info({ i, word: words[i % words.length] }, 'request');
+      await close();
+    `;
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+    const chunks: Buffer[] = [];
+    child.stdout.on('data', (chunk: Buffer) => chunks.push(chunk));
+    await once(child, 'exit');
+    const lines = Buffer.concat(chunks).toString('utf8').trim().split('\n').map((line) => JSON.parse(line) as { i: number; word: string });
+    expect(lines).to.have.length(3000);
+    lines.forEach((line, index) => {
+      expect(line.i).to.equal(index);
+      expect(line.word).to.equal(words[index % words.length]);
+    });
   });
 });
 
