@@ -99,13 +99,26 @@ export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHead
   return out;
 }
 
-/** Removes hop-by-hop fields from an upstream response's headers, in place. */
+/**
+ * An upstream response's headers without its hop-by-hop fields: the same object when it has none,
+ * else a copy. (Deleting from undici's object would turn it into a slow dictionary-mode object,
+ * which every later read and `res.writeHead` pays for; most upstreams send `Connection`.)
+ */
 export function stripResponseHopByHop(headers: HeaderRecord): HeaderRecord {
   const named = connectionNamed(headers.connection);
+  let hopByHop = false;
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || (named !== null && named.has(name))) delete headers[name];
+    if (HOP_BY_HOP.has(name) || (named !== null && named.has(name))) {
+      hopByHop = true;
+      break;
+    }
   }
-  return headers;
+  if (!hopByHop) return headers;
+  const kept: HeaderRecord = {};
+  for (const name in headers) {
+    if (!HOP_BY_HOP.has(name) && (named === null || !named.has(name))) kept[name] = headers[name];
+  }
+  return kept;
 }
 
 /** `Host`, or HTTP/2's `:authority`. */
