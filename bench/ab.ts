@@ -1,10 +1,11 @@
 /**
- * `npm run bench:ab -- [--against REV] [--rounds N] [--seconds S] [--warmup S] SCENARIO...`: what a change does to
- * the cost of a request. Each scenario (bench/scenarios.ts; `bare`, `full-chain`, ...) runs as two
- * one-worker gateways pinned to the proxy's core, one from the checkout as it is and one from REV
- * (default HEAD, so an uncommitted change is compared with the last commit), in interleaved rounds
- * with new processes every round, each measured after `--warmup` seconds of load (default 3). A change of a few per cent is below what separate bench runs can
- * see on a shared machine; side by side, a few seconds apart, it shows.
+ * `npm run bench:ab -- [--against REV] [--rounds N] [--seconds S] [--warmup S] SCENARIO...`: what a
+ * change does to the cost of a request. Each scenario (bench/scenarios.ts; `bare`, `full-chain`, ...)
+ * runs as two one-worker gateways pinned to the proxy's core, one from the checkout as it is and one
+ * from REV (default HEAD, so an uncommitted change is compared with the last commit), in interleaved
+ * rounds with new processes every round, each measured after `--warmup` seconds of load (default 3).
+ * A change of a few per cent is below what separate bench runs can see on a shared machine; side by
+ * side, a few seconds apart, it shows.
  *
  * REV's files are exported (`git archive`) into .tmp/ab/<commit> and run with this checkout's
  * node_modules, so a revision with other dependencies is not comparable this way.

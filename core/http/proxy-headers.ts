@@ -106,19 +106,22 @@ export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHead
  */
 export function stripResponseHopByHop(headers: HeaderRecord): HeaderRecord {
   const named = connectionNamed(headers.connection);
-  let hopByHop = false;
+  let found = false;
   for (const name in headers) {
-    if (HOP_BY_HOP.has(name) || (named !== null && named.has(name))) {
-      hopByHop = true;
+    if (isHopByHop(name, named)) {
+      found = true;
       break;
     }
   }
-  if (!hopByHop) return headers;
+  if (!found) return headers;
   const kept: HeaderRecord = {};
-  for (const name in headers) {
-    if (!HOP_BY_HOP.has(name) && (named === null || !named.has(name))) kept[name] = headers[name];
-  }
+  for (const name in headers) if (!isHopByHop(name, named)) kept[name] = headers[name];
   return kept;
+}
+
+/** A hop-by-hop field: one of the standard ones, or one the response's `Connection` names. */
+function isHopByHop(name: string, named: Set<string> | null): boolean {
+  return HOP_BY_HOP.has(name) || (named !== null && named.has(name));
 }
 
 /** `Host`, or HTTP/2's `:authority`. */
