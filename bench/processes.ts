@@ -48,11 +48,11 @@ export function largestMemory(pids: number[]): Memory {
 }
 
 /**
- * Forks a bench helper server (`script`, a path: the upstream, the OTLP sink), pinned to `cpus` when
- * given; resolves once it has said its port.
+ * Forks a bench server (`script`, a path: the upstream, the OTLP sink, a peer gateway given `args`),
+ * pinned to `cpus` when given; resolves once it has said its port.
  */
-export async function forkHelper(script: string, cpus: string | undefined): Promise<{ port: number; pid: number; child: ChildProcess }> {
-  const child = fork(script, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+export async function forkHelper(script: string, cpus: string | undefined, args: string[] = []): Promise<{ port: number; pid: number; child: ChildProcess }> {
+  const child = fork(script, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
   const [message] = (await once(child, 'message')) as [{ port: number }];
   if (cpus !== undefined) pin(child.pid!, cpus);
   return { port: message.port, pid: child.pid!, child };

@@ -10,7 +10,7 @@
  * as the baselines of the ratios), BENCH_FRESH=1 to start every Node subject afresh each round,
  * BENCH_WARMUP (seconds of load before a subject is first measured, and after each fresh start; default 3).
  */
-import { fork, spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -101,7 +101,7 @@ async function tollgateSubject(name: string, options: Omit<Parameters<typeof sta
 }
 
 // The bench process itself (and autocannon, when it is the load generator) stays off the proxy's core.
-if (PIN) await new Promise((resolve) => spawn('taskset', ['-a', '-pc', LOAD_CPUS, String(process.pid)], { stdio: 'ignore' }).once('exit', resolve));
+if (PIN) pin(process.pid, LOAD_CPUS);
 const load = await pickLoadGenerator();
 const { port: upstreamPort, pid: upstreamPid } = await startUpstream();
 const upstreamUrl = `http://127.0.0.1:${upstreamPort}/items`;
@@ -143,7 +143,7 @@ const redis = await startRedis().catch((error: Error) => {
   return null;
 });
 if (redis) {
-  if (PIN) spawn('taskset', ['-pc', LOAD_CPUS, String(redis.pid)], { stdio: 'ignore' });
+  if (PIN) pin(redis.pid, LOAD_CPUS);
   process.on('exit', () => process.kill(redis.pid, 'SIGKILL'));
 }
 const { port: sinkPort } = await startChild('bench/otlp-sink.ts');
@@ -261,11 +261,9 @@ async function startUpstream(): Promise<{ port: number; pid: number }> {
 
 /** Forks a peer gateway in front of the bench upstream, on the proxy's core. */
 async function startPeer(script: string): Promise<{ port: number; pid: number; child: ChildProcess }> {
-  const child = fork(join(REPO, script), [String(upstreamPort)], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
-  children.push(child);
-  const [message] = (await once(child, 'message')) as [{ port: number }];
-  if (PIN) await new Promise((resolve) => spawn('taskset', ['-a', '-pc', PROXY_CPU, String(child.pid)], { stdio: 'ignore' }).once('exit', resolve));
-  return { port: message.port, pid: child.pid!, child };
+  const peer = await forkHelper(join(REPO, script), PIN ? PROXY_CPU : undefined, [String(upstreamPort)]);
+  children.push(peer.child);
+  return peer;
 }
 
 /** Forks a helper server (upstream, OTLP sink) on the load side's cores; resolves with its port. */

@@ -5,9 +5,9 @@
  */
 import { exportSPKI, generateKeyPair, SignJWT } from 'jose';
 import { hashKey } from '../plugins/key-auth/key-hash.ts';
-import type { startTollgate } from './tollgate.ts';
+import type { BenchGatewayOptions } from './tollgate.ts';
 
-export type ScenarioOptions = Omit<Parameters<typeof startTollgate>[0], 'upstreamPort' | 'workers' | 'cpus'>;
+export type ScenarioOptions = Omit<BenchGatewayOptions, 'upstreamPort' | 'workers' | 'cpus'>;
 
 /** The helper servers a scenario runs against; a scenario reads only what its `needs` names. */
 export interface ScenarioServices {

@@ -1,8 +1,6 @@
 import { isWorkerThread, move, transferableSymbol, valueSymbol } from 'piscina';
 import { loadTask, ownsWholeBuffer, type TaskMessage } from './task-loading.ts';
 
-export { loadTask, ownsWholeBuffer, type TaskMessage };
-
 /**
  * The one function every pool thread runs: calls the task and, when the result is bytes that own
  * their whole buffer, moves the buffer back to the event loop instead of copying it.

@@ -1,4 +1,5 @@
-import { loadTask, withMovedBytes } from '../../core/offload/task-runner.ts';
+import { loadTask } from '../../core/offload/task-loading.ts';
+import { withMovedBytes } from '../../core/offload/task-runner.ts';
 
 /** What a transform function learns about the message besides its body. */
 export interface TransformInfo {
