@@ -20,10 +20,17 @@ export interface UpstreamBodySource {
 }
 
 // Where body chunks go (numbers, not an enum: Node strips types but cannot strip enums).
-const HELD = 0; // head received; chunks are held (and the connection paused) until someone claims them
+const HELD = 0; // head received; chunks are held (past HOLD_WITHOUT_PAUSE, with the parser paused) until someone claims them
 const DIRECT = 1;
 const STREAMING = 2;
 const DONE = 3;
+
+/**
+ * Bytes of body an exchange holds, before anyone claims them, without stopping the upstream's parser.
+ * A small body then arrives with its head in one parse (pausing at the head made undici unshift the
+ * body into the socket and parse it again on resume); a large one still waits, paused, at this size.
+ */
+export const HOLD_WITHOUT_PAUSE = 64 * 1024;
 
 // Shared, not made per request: they only tell undici (and ourselves) why an exchange was stopped.
 const CLIENT_GONE = Object.assign(new Error('the client closed the connection'), { code: 'TG_CLIENT_GONE' });
@@ -47,6 +54,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   /** Why we gave up; kept for a controller that arrives after the decision. */
   #gaveUpFor: Error | null = null;
   #held: Buffer[] = [];
+  #heldBytes = 0;
   #ended = false;
   #failure: Error | null = null;
   #sink: Writable | null = null;
@@ -96,7 +104,6 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx: informational, the final response follows.
     this.#headSettled = true;
-    controller.pause();
     this.#resolve({ status: statusCode, headers });
   }
 
@@ -108,7 +115,8 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
       if (!this.#readable!.push(chunk)) controller.pause();
     } else if (this.#mode === HELD) {
       this.#held.push(chunk);
-      controller.pause();
+      this.#heldBytes += chunk.length;
+      if (this.#heldBytes >= HOLD_WITHOUT_PAUSE) controller.pause();
     }
   }
 
@@ -184,6 +192,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   #takeHeld(): { chunks: Buffer[]; ended: boolean; failure: Error | null } {
     const taken = { chunks: this.#held, ended: this.#ended, failure: this.#failure };
     this.#held = [];
+    this.#heldBytes = 0;
     return taken;
   }
 

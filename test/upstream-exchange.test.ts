@@ -1,0 +1,78 @@
+import { expect } from 'chai';
+import { once } from 'node:events';
+import { PassThrough } from 'node:stream';
+import { Pool } from 'undici';
+import { HOLD_WITHOUT_PAUSE, UpstreamExchange, type UpstreamHead } from '../core/upstream/upstream-exchange.ts';
+import { startUpstream, type TestUpstream } from './support/upstream.ts';
+
+/** Dispatches a GET through `pool`; resolves with the head and the exchange holding the body. */
+async function exchangeFor(pool: Pool, path: string, onFinish: () => void): Promise<{ head: UpstreamHead; exchange: UpstreamExchange }> {
+  let exchange!: UpstreamExchange;
+  const head = await new Promise<UpstreamHead>((resolve, reject) => {
+    exchange = new UpstreamExchange(resolve, reject, onFinish);
+    pool.dispatch({ method: 'GET', path, headers: {} }, exchange);
+  });
+  return { head, exchange };
+}
+
+async function collect(exchange: UpstreamExchange): Promise<Buffer> {
+  const sink = new PassThrough();
+  const chunks: Buffer[] = [];
+  sink.on('data', (chunk: Buffer) => chunks.push(chunk));
+  exchange.pipeTo(sink, (error) => sink.destroy(error));
+  await once(sink, 'end');
+  return Buffer.concat(chunks);
+}
+
+describe('upstream exchange', () => {
+  const big = Buffer.alloc(8 * 1024 * 1024, 'b');
+  let upstream: TestUpstream;
+  let pool: Pool;
+  let bigWritten: Promise<boolean>;
+
+  before(async () => {
+    upstream = await startUpstream((req, res) => {
+      if (req.url === '/small') {
+        res.writeHead(200, { 'content-length': '5' });
+        res.end('small');
+        return;
+      }
+      res.writeHead(200, { 'content-length': String(big.length) });
+      // Resolves true once the whole body left the server: only possible if the gateway kept reading.
+      bigWritten = new Promise((resolve) => {
+        res.once('finish', () => resolve(true));
+        res.once('close', () => resolve(res.writableFinished));
+      });
+      res.end(big);
+    });
+    pool = new Pool(upstream.url, { connections: 1 });
+  });
+
+  after(async () => {
+    await pool.destroy();
+    await upstream.close();
+  });
+
+  it('receives a small body whole before anyone claims it, so its connection is free again', async () => {
+    let finished = false;
+    const { head, exchange } = await exchangeFor(pool, '/small', () => (finished = true));
+    expect(head.status).to.equal(200);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(finished, 'the exchange finished before its body was claimed').to.equal(true);
+    expect((await collect(exchange)).toString()).to.equal('small');
+  });
+
+  it('stops reading a large unclaimed body once it holds 64 KiB, and delivers all of it when claimed', async () => {
+    let finished = false;
+    const { exchange } = await exchangeFor(pool, '/big', () => (finished = true));
+    const early = await Promise.race([bigWritten, new Promise((resolve) => setTimeout(() => resolve('still writing'), 300))]);
+    expect(early, 'the upstream is held back while nobody claims the body').to.equal('still writing');
+    expect(finished).to.equal(false);
+    expect(HOLD_WITHOUT_PAUSE).to.be.below(big.length);
+    const body = await collect(exchange);
+    expect(body.length).to.equal(big.length);
+    expect(body.equals(big)).to.equal(true);
+    expect(await bigWritten).to.equal(true);
+    expect(finished).to.equal(true);
+  });
+});
