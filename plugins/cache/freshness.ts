@@ -86,8 +86,17 @@ export function storability(
   };
 }
 
+// Date.parse takes about half a microsecond, and every response is asked for its Date. An upstream's
+// Date changes once a second, so the text parsed last is usually the one asked for next.
+let lastText: string | undefined;
+let lastMs: number | null = null;
+
+/** An HTTP date (or anything Date.parse reads) in ms since the epoch; null when absent or invalid. */
 export function parseDate(value: string | undefined): number | null {
   if (value === undefined) return null;
+  if (value === lastText) return lastMs;
   const ms = Date.parse(value);
-  return Number.isNaN(ms) ? null : ms;
+  lastText = value;
+  lastMs = Number.isNaN(ms) ? null : ms;
+  return lastMs;
 }
