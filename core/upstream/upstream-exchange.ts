@@ -101,7 +101,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
     if (this.#gaveUpFor) controller.abort(this.#gaveUpFor);
   }
 
-  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
+  onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx: informational, the final response follows.
     this.#headSettled = true;
     this.#resolve({ status: statusCode, headers });
