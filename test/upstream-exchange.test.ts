@@ -62,7 +62,7 @@ describe('upstream exchange', () => {
     expect((await collect(exchange)).toString()).to.equal('small');
   });
 
-  it('stops reading a large unclaimed body once it holds 64 KiB, and delivers all of it when claimed', async () => {
+  it('holds the upstream of a large unclaimed body back, and delivers all of the body when claimed', async () => {
     let finished = false;
     const { exchange } = await exchangeFor(pool, '/big', () => (finished = true));
     const early = await Promise.race([bigWritten, new Promise((resolve) => setTimeout(() => resolve('still writing'), 300))]);

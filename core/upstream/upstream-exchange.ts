@@ -20,7 +20,7 @@ export interface UpstreamBodySource {
 }
 
 // Where body chunks go (numbers, not an enum: Node strips types but cannot strip enums).
-const HELD = 0; // head received; chunks are held (past HOLD_WITHOUT_PAUSE, with the parser paused) until someone claims them
+const HELD = 0; // head received; chunks are held until someone claims them (see HOLD_WITHOUT_PAUSE)
 const DIRECT = 1;
 const STREAMING = 2;
 const DONE = 3;
@@ -29,6 +29,7 @@ const DONE = 3;
  * Bytes of body an exchange holds, before anyone claims them, without stopping the upstream's parser.
  * A small body then arrives with its head in one parse (pausing at the head made undici unshift the
  * body into the socket and parse it again on resume); a large one still waits, paused, at this size.
+ * An unclaimed exchange thus holds at most this much plus one socket read (one socket read before).
  */
 export const HOLD_WITHOUT_PAUSE = 64 * 1024;
 
