@@ -62,6 +62,16 @@ describe('upstream exchange', () => {
     expect((await collect(exchange)).toString()).to.equal('small');
   });
 
+  it('keeps the connection of a small body that is discarded unread (a retried 503, say)', async () => {
+    const first = await exchangeFor(pool, '/small', () => {});
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    first.exchange.discard();
+    const second = await exchangeFor(pool, '/small', () => {});
+    expect((await collect(second.exchange)).toString()).to.equal('small');
+    const [a, b] = upstream.requests.slice(-2);
+    expect(b!.remotePort, 'the second request came on the first one\'s connection').to.equal(a!.remotePort);
+  });
+
   it('holds the upstream of a large unclaimed body back, and delivers all of the body when claimed', async () => {
     let finished = false;
     const { exchange } = await exchangeFor(pool, '/big', () => (finished = true));
