@@ -15,6 +15,18 @@ describe('response hop-by-hop fields', () => {
     expect(stripped).to.deep.equal({ 'set-cookie': ['a=1', 'b=2'] });
   });
 
+  it('copies a field named __proto__ as a field, not as the prototype of the copy', () => {
+    // As undici hands it over: an own property, here repeated.
+    const upstream: Record<string, string | string[]> = { connection: 'keep-alive', 'x-kept': 'yes' };
+    Object.defineProperty(upstream, '__proto__', { value: ['a', 'b'], enumerable: true, configurable: true, writable: true });
+    const stripped = stripResponseHopByHop(upstream);
+    const names: string[] = [];
+    for (const name in stripped) names.push(name);
+    expect(names).to.have.members(['x-kept', '__proto__']);
+    expect(Object.getOwnPropertyDescriptor(stripped, '__proto__')?.value).to.deep.equal(['a', 'b']);
+    expect(Object.getPrototypeOf(stripped)).to.equal(Object.prototype);
+  });
+
   it('hands back the same object when there is nothing to remove', () => {
     const upstream = { 'content-type': 'text/plain', 'content-length': '2' };
     expect(stripResponseHopByHop(upstream)).to.equal(upstream);

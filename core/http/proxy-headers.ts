@@ -115,7 +115,13 @@ export function stripResponseHopByHop(headers: HeaderRecord): HeaderRecord {
   }
   if (!found) return headers;
   const kept: HeaderRecord = {};
-  for (const name in headers) if (!isHopByHop(name, named)) kept[name] = headers[name];
+  for (const name in headers) {
+    if (isHopByHop(name, named)) continue;
+    // A `__proto__` field is an own property of undici's object; assigned here, it would replace the
+    // copy's prototype instead (with two such fields, an array whose indices then read as fields).
+    if (name === '__proto__') Object.defineProperty(kept, name, { value: headers[name], enumerable: true, configurable: true, writable: true });
+    else kept[name] = headers[name];
+  }
   return kept;
 }
 
