@@ -1,28 +1,32 @@
-import { ROOT_CONTEXT } from '@opentelemetry/api';
-import { SamplingDecision, TraceIdRatioBasedSampler } from '@opentelemetry/sdk-trace';
-import type { RemoteParent } from './trace-context.ts';
+import { traceIdWords, type RemoteParent } from './trace-context.ts';
 
 /**
  * Which requests are recorded: `parentBased` follows the caller's sampled flag when there is a
- * caller, and new traces are kept at `ratio` by trace id, with the SDK's own ratio sampler so that
- * the decision for a trace id is the one every OpenTelemetry JS service makes.
+ * caller, and new traces are kept at `ratio` by trace id, with the decision the SDK's
+ * TraceIdRatioBasedSampler makes, so that every OpenTelemetry JS service agrees on a trace id.
  */
 export class SamplingPolicy {
   readonly parentBased: boolean;
   readonly ratio: number;
-  readonly #ratioSampler: TraceIdRatioBasedSampler;
+  /** Trace ids whose four 32-bit words XOR to less than this are kept (the SDK's bound). */
+  readonly #upperBound: number;
 
   constructor(parentBased: boolean, ratio: number) {
     this.parentBased = parentBased;
     this.ratio = ratio;
-    this.#ratioSampler = new TraceIdRatioBasedSampler(ratio);
+    this.#upperBound = Math.floor(ratio * 0xffffffff);
   }
 
+  /**
+   * `traceId` is valid (32 hex digits, not all zero): it was made here, or read from a caller's
+   * headers and checked there. The SDK's sampler checks it again with a regular expression and
+   * returns a new object; per request, that was as much as the decision itself.
+   */
   sample(parent: RemoteParent | null, traceId: string): boolean {
     if (parent !== null && this.parentBased) return parent.sampled;
     if (this.ratio >= 1) return true;
     if (this.ratio <= 0) return false;
-    return this.#ratioSampler.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
+    return traceIdWords(traceId) < this.#upperBound;
   }
 
   /**
@@ -58,3 +62,4 @@ function checkedRatio(arg: number, text: string | undefined): number {
   if (!Number.isFinite(arg) || arg < 0 || arg > 1) throw new Error(`OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1, got ${String(text)}`);
   return arg;
 }
+

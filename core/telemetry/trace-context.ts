@@ -47,8 +47,33 @@ function randomHex(bytes: number, zero: string): string {
   }
 }
 
+// The ratio sampler reads a trace id as four 32-bit words XORed together. For the id made last, that
+// is taken from the random bytes it was cut from: reading it back from the hex took as long as the
+// rest of the sampling decision.
+let lastTraceId = '';
+let lastTraceIdWords = 0;
+
 export function newTraceId(): string {
-  return randomHex(16, ZERO_TRACE_ID);
+  const id = randomHex(16, ZERO_TRACE_ID);
+  const at = (poolAt - 32) / 2;
+  lastTraceIdWords = (pool.readUInt32BE(at) ^ pool.readUInt32BE(at + 4) ^ pool.readUInt32BE(at + 8) ^ pool.readUInt32BE(at + 12)) >>> 0;
+  lastTraceId = id;
+  return id;
+}
+
+/** A valid trace id's four 32-bit words XORed together, as TraceIdRatioBasedSampler computes it. */
+export function traceIdWords(traceId: string): number {
+  if (traceId === lastTraceId) return lastTraceIdWords;
+  let accumulated = 0;
+  for (let i = 0; i < 32; i += 8) {
+    let word = 0;
+    for (let j = 0; j < 8; j++) {
+      const c = traceId.charCodeAt(i + j);
+      word = (word << 4) | (c < 58 ? c - 48 : c < 71 ? c - 55 : c - 87);
+    }
+    accumulated = (accumulated ^ word) >>> 0;
+  }
+  return accumulated;
 }
 
 export function newSpanId(): string {

@@ -58,15 +58,25 @@ describe('trace context', () => {
     it('keeps a new trace exactly when the SDK ratio sampler would, so services agree on a trace id', () => {
       const policy = new SamplingPolicy(true, 0.3);
       const sdk = new TraceIdRatioBasedSampler(0.3);
+      const theirs = (traceId: string) => sdk.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
+      const made: string[] = [];
       let kept = 0;
       for (let i = 0; i < 5000; i++) {
+        // Asked right after the id is made, as a request does (the decision then comes from its bytes).
         const traceId = newTraceId();
+        made.push(traceId);
         const ours = policy.sample(null, traceId);
-        const theirs = sdk.shouldSample(ROOT_CONTEXT, traceId).decision === SamplingDecision.RECORD_AND_SAMPLED;
-        expect(ours).to.equal(theirs);
+        expect(ours).to.equal(theirs(traceId));
         if (ours) kept++;
       }
       expect(kept / 5000).to.be.within(0.25, 0.35);
+      // Ids made earlier, or sent by a caller (in either case), are read from their hex digits.
+      const notParentBased = new SamplingPolicy(false, 0.3);
+      for (const traceId of [...made.slice(0, 500), ...made.slice(0, 500).map((id) => id.toUpperCase())]) {
+        const caller = { traceId, spanId: SPAN, sampled: false, traceState: undefined };
+        expect(policy.sample(null, traceId), traceId).to.equal(theirs(traceId));
+        expect(notParentBased.sample(caller, traceId), traceId).to.equal(theirs(traceId));
+      }
     });
 
     it('takes the config ratio first, else the standard OTEL_TRACES_SAMPLER variables', () => {
