@@ -13,6 +13,8 @@ export type KeyBy =
 
 /** Longer keys are hashed, so a client cannot make the store hold large keys. */
 const MAX_KEY_LENGTH = 128;
+/** Consumers per route whose bucket names are kept for reuse. */
+const MAX_REMEMBERED = 10_000;
 
 /**
  * Builds the function that names a request's bucket, or returns `undefined` to leave the request
@@ -46,8 +48,26 @@ export function compileKey(by: KeyBy, perRoute: boolean, ipv6Prefix: number): (c
   switch (by) {
     case 'ip':
       return (ctx) => scoped(ctx, byIp(ctx));
-    case 'consumer':
-      return (ctx) => scoped(ctx, ctx.consumer ? `c:${safe(ctx.consumer.id)}` : byIp(ctx));
+    case 'consumer': {
+      // A consumer's bucket name is built once per route and then reused: the same string each time
+      // also spares the store hashing a new one. Bounded, as consumers resolved per request (from a
+      // database, JWT subjects) are not.
+      const names = new Map<string, Map<string, string>>();
+      return (ctx) => {
+        if (!ctx.consumer) return scoped(ctx, byIp(ctx));
+        const route = ctx.route?.name ?? '(no route)';
+        let byId = names.get(route);
+        if (byId === undefined) names.set(route, (byId = new Map()));
+        const id = ctx.consumer.id;
+        let name = byId.get(id);
+        if (name === undefined) {
+          if (byId.size >= MAX_REMEMBERED) byId.clear();
+          name = scoped(ctx, `c:${safe(id)}`);
+          byId.set(id, name);
+        }
+        return name;
+      };
+    }
     case 'route':
       return (ctx) => scoped(ctx, 'route');
     case 'global':
@@ -67,6 +87,8 @@ export function safe(value: string): string {
 
 /** `::ffff:192.0.2.1` → `192.0.2.1`; IPv6 → its first `prefix` bits, in full form, e.g. `2001:db8:0:0::/64`. */
 export function normaliseIp(ip: string, prefix: number): string {
+  // Without a colon it is not IPv6 (node's isIPv6 is a long regular expression, run per request).
+  if (!ip.includes(':')) return ip;
   if (ip.startsWith('::ffff:') && ip.includes('.')) return ip.slice(7);
   if (!isIPv6(ip)) return ip;
   const groups = expandIPv6(ip);
