@@ -47,9 +47,9 @@ function randomHex(bytes: number, zero: string): string {
   }
 }
 
-// The ratio sampler reads a trace id as four 32-bit words XORed together. For the id made last, that
-// is taken from the random bytes it was cut from: reading it back from the hex took as long as the
-// rest of the sampling decision.
+// The ratio sampler reads a trace id as four 32-bit words XORed together. For the id made last, they
+// are taken from the random bytes it was cut from: parsing them back from its 32 hex digits takes
+// two to three times as long as making the id.
 let lastTraceId = '';
 let lastTraceIdWords = 0;
 
