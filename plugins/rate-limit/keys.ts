@@ -28,7 +28,7 @@ const MAX_REMEMBERED = 10_000;
  */
 export function compileKey(by: KeyBy, perRoute: boolean, ipv6Prefix: number): (ctx: RequestContext) => string | undefined {
   const scoped = (ctx: RequestContext, key: string): string =>
-    perRoute && by !== 'global' ? `${safe(ctx.route?.name ?? '(no route)')}|${key}` : key;
+    perRoute && by !== 'global' ? `${safe(routeName(ctx))}|${key}` : key;
   const byIp = (ctx: RequestContext): string => `ip:${normaliseIp(ctx.request.ip, ipv6Prefix)}`;
 
   if (typeof by === 'function') {
@@ -55,7 +55,7 @@ export function compileKey(by: KeyBy, perRoute: boolean, ipv6Prefix: number): (c
       const names = new Map<string, Map<string, string>>();
       return (ctx) => {
         if (!ctx.consumer) return scoped(ctx, byIp(ctx));
-        const route = ctx.route?.name ?? '(no route)';
+        const route = routeName(ctx);
         let byId = names.get(route);
         if (byId === undefined) names.set(route, (byId = new Map()));
         const id = ctx.consumer.id;
@@ -73,6 +73,10 @@ export function compileKey(by: KeyBy, perRoute: boolean, ipv6Prefix: number): (c
     case 'global':
       return () => 'global';
   }
+}
+
+function routeName(ctx: RequestContext): string {
+  return ctx.route?.name ?? '(no route)';
 }
 
 /**

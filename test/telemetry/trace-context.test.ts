@@ -70,7 +70,7 @@ describe('trace context', () => {
         if (ours) kept++;
       }
       expect(kept / 5000).to.be.within(0.25, 0.35);
-      // Ids made earlier, or sent by a caller (in either case), are read from their hex digits.
+      // Ids made earlier, or sent by a caller (in either case), must not be taken for the one made last.
       const notParentBased = new SamplingPolicy(false, 0.3);
       for (const traceId of [...made.slice(0, 500), ...made.slice(0, 500).map((id) => id.toUpperCase())]) {
         const caller = { traceId, spanId: SPAN, sampled: false, traceState: undefined };
