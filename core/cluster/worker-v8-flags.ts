@@ -18,7 +18,8 @@ export function applyWorkerV8Flags(): void {
 /**
  * Node flags a worker process starts with, after the primary's own. The young generation is capped
  * at 2 MiB semi-spaces (V8's default grows to 16 MiB): a proxied request's garbage dies young either
- * way, and the worker's resident memory under load drops by ~80 MiB with no measured CPU cost
+ * way, and the worker's resident memory under load drops by ~80 MiB. On the bench machine (2 MiB of L2
+ * per core) it is also the cheapest size in CPU: 3, 4 and 8 MiB cost 11-19 % more per request
  * (docs/benchmarks.md). V8's gc function is exposed under a name of tollgate's own, for the
  * worker's body scavenges (core/http/body-scavenges.ts). A flag the operator gave node itself comes
  * later and wins; an operator's own `--expose-gc` is left as it is and used instead.
