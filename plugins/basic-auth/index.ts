@@ -3,6 +3,7 @@ import bcrypt from 'bcryptjs';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { definePlugin, GatewayError, type Consumer } from '../../core/index.ts';
+import { LRU_CLOCK } from '../../core/lru-clock.ts';
 import { consumerFields, makeConsumer } from '../shared/consumer-options.ts';
 
 const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
@@ -40,7 +41,7 @@ export const basicAuth = definePlugin({
         { hash: entry.passwordHash, consumer: makeConsumer(entry.consumer ?? name, entry, 'basic-auth') },
       ]),
     );
-    const verified = opts.cacheTtlMs > 0 ? new LRUCache<string, Consumer>({ max: 10_000, ttl: opts.cacheTtlMs }) : null;
+    const verified = opts.cacheTtlMs > 0 ? new LRUCache<string, Consumer>({ max: 10_000, ttl: opts.cacheTtlMs, ...LRU_CLOCK }) : null;
     const unauthorized = new GatewayError('TG_ERR_UNAUTHORIZED', 'Valid credentials are required', {
       headers: { 'www-authenticate': `Basic realm="${opts.realm}", charset="UTF-8"` },
     });

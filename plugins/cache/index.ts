@@ -3,6 +3,7 @@ import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { definePlugin, durationSchema, type GatewayResponse, type Reply, type RequestContext } from '../../core/index.ts';
 import type { HeaderRecord } from '../../core/http/header-map.ts';
+import { LRU_CLOCK } from '../../core/lru-clock.ts';
 import { tallyCounter } from '../../core/telemetry/metrics.ts';
 import { backgroundFetch } from '../../core/upstream/background-fetch.ts';
 import { primaryKey, type KeyOptions } from './cache-key.ts';
@@ -104,7 +105,7 @@ export const cache = definePlugin({
     const inflight = new Map<string, Promise<void>>();
     // URLs lately answered with something that could not be stored ("hit-for-miss", as Varnish calls
     // it): for every request, or only for requests with credentials when theirs were the reason.
-    const uncacheable = opts.uncacheableTtl > 0 ? new LRUCache<string, Uncacheable>({ max: 10_000, ttl: opts.uncacheableTtl }) : null;
+    const uncacheable = opts.uncacheableTtl > 0 ? new LRUCache<string, Uncacheable>({ max: 10_000, ttl: opts.uncacheableTtl, ...LRU_CLOCK }) : null;
     const lookups = tallyCounter('tollgate_cache_lookups_total', 'Cache lookups, by result (hit, stale, miss, bypass).', ['result'] as const);
     const counted = { hit: lookups.for({ result: 'hit' }), stale: lookups.for({ result: 'stale' }), miss: lookups.for({ result: 'miss' }), bypass: lookups.for({ result: 'bypass' }) };
     if (opts.redis && gw.redis === null) throw new Error("redis: true needs the gateway config's redis section");

@@ -2,6 +2,7 @@ import type { JWTPayload, JWTVerifyGetKey } from 'jose';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
 import { definePlugin, GatewayError, type Consumer, type RequestContext } from '../../core/index.ts';
+import { LRU_CLOCK } from '../../core/lru-clock.ts';
 import { makeConsumer } from '../shared/consumer-options.ts';
 
 const ALGORITHMS = [
@@ -88,7 +89,7 @@ export const jwtAuth = definePlugin({
     const jose = await import('jose');
     const { jwtVerify } = jose;
     const key = keyResolver(opts, jose);
-    const cache = opts.cacheSize > 0 ? new LRUCache<string, Verified>({ max: opts.cacheSize, ttlAutopurge: false }) : null;
+    const cache = opts.cacheSize > 0 ? new LRUCache<string, Verified>({ max: opts.cacheSize, ttlAutopurge: false, ...LRU_CLOCK }) : null;
     const challenge = (error?: string): Record<string, string> => ({
       'www-authenticate': `Bearer realm="${opts.realm}"${error ? `, error="${error}"` : ''}`,
     });
