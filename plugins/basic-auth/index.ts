@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import bcrypt from 'bcryptjs';
 import { LRUCache } from 'lru-cache';
 import { z } from 'zod';
@@ -51,7 +51,7 @@ export const basicAuth = definePlugin({
         const credentials = basicCredentials(ctx.request.headers.authorization);
         if (!opts.forwardCredentials) ctx.upstreamRequest.headers.delete('authorization');
         if (credentials === null) throw unauthorized;
-        const cacheKey = createHash('sha256').update(credentials.raw).digest('base64');
+        const cacheKey = hash('sha256', credentials.raw, 'base64');
         const cached = verified?.get(cacheKey);
         if (cached) {
           ctx.consumer = cached;
