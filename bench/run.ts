@@ -34,6 +34,8 @@ const REPO = fileURLToPath(new URL('../', import.meta.url));
 // With two cores or more: the proxy under test on core 0, upstream and load generator on the rest.
 const PIN = availableParallelism() >= 2;
 const PROXY_CPU = '0';
+/** bench/floor-proxy.ts: what node:http and undici cost with nothing between them. */
+const FLOOR = 'floor: node:http + undici alone';
 const LOAD_CPUS = `1-${availableParallelism() - 1}`;
 const ALL_CPUS = `0-${availableParallelism() - 1}`;
 
@@ -121,17 +123,18 @@ await tollgateSubject(BARE.name, BARE.options({ redisUrl: '', sinkPort: 0 }));
 await tollgateSubject('tollgate (2 workers, unpinned)', { workers: 2, pinned: false });
 // What a second worker adds, on equal terms: one worker unpinned too, sharing both cores the same way.
 await tollgateSubject('tollgate (1 worker, unpinned)', { pinned: false });
-// The Node peers, from bench/peers (npm install --prefix bench/peers), on the proxy's core too.
-for (const [name, script] of [['fast-gateway 5', 'fast-gateway.ts'], ['fastify 5 + @fastify/http-proxy', 'fastify-proxy.ts']] as const) {
-  if (!existsSync(join(REPO, 'bench/peers/node_modules'))) {
+// The floor of tollgate's stack (node:http and undici with nothing between), then the Node peers from
+// bench/peers (npm install --prefix bench/peers), all on the proxy's core too.
+for (const [name, script] of [[FLOOR, 'bench/floor-proxy.ts'], ['fast-gateway 5', 'bench/peers/fast-gateway.ts'], ['fastify 5 + @fastify/http-proxy', 'bench/peers/fastify-proxy.ts']] as const) {
+  if (script.startsWith('bench/peers/') && !existsSync(join(REPO, 'bench/peers/node_modules'))) {
     console.error(`${name}: not measured (run: npm install --prefix bench/peers)`);
     continue;
   }
-  let peer = await startPeer(join('bench/peers', script));
+  let peer = await startPeer(script);
   const subject: Subject = { name, url: `http://127.0.0.1:${peer.port}/items`, pids: [peer.pid] };
   subject.restart = async () => {
     await stopProcess(peer.child);
-    peer = await startPeer(join('bench/peers', script));
+    peer = await startPeer(script);
     Object.assign(subject, { url: `http://127.0.0.1:${peer.port}/items`, pids: [peer.pid] });
     await warmUp(subject);
   };
@@ -220,6 +223,7 @@ for (const subject of subjects) {
   );
 }
 const ratios: string[] = [];
+if (results.has(FLOOR)) ratios.push(`tollgate / its stack's floor (node:http + undici alone): ${fmt(pairedRatio('tollgate (1 worker)', FLOOR), 2)}`);
 if (results.has('nginx (1 worker)')) ratios.push(`tollgate / nginx: ${fmt(pairedRatio('tollgate (1 worker)', 'nginx (1 worker)'), 2)}`);
 if (results.has('fast-gateway 5')) {
   const versusPeer = (name: string): string => (results.has(name) ? fmt(pairedRatio(name, 'fast-gateway 5'), 2) : '—');

@@ -3,10 +3,12 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { loadConfig } from '../core/index.ts';
 import { DEFAULT_WARM_UP_SECONDS, parseWarmUpSeconds } from '../bench/load.ts';
-import { cpuTicks, largestMemory } from '../bench/processes.ts';
+import { cpuTicks, forkHelper, largestMemory, stopProcess } from '../bench/processes.ts';
 import { BARE, pluginScenarios } from '../bench/scenarios.ts';
 import { writeBenchConfig } from '../bench/tollgate.ts';
 import { REPO } from './support/gateway-process.ts';
+import { send } from './support/http.ts';
+import { startUpstream } from './support/upstream.ts';
 
 describe('bench scenarios', () => {
   it('gives every scenario its own command-line id and table name', async () => {
@@ -60,5 +62,33 @@ describe('bench process readings', () => {
     const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
     expect(() => cpuTicks([gone])).to.throw(`process ${gone} is gone: it exited while it was being measured`);
     expect(() => largestMemory([gone])).to.throw(`process ${gone} is gone`);
+  });
+});
+
+describe('bench floor proxy', () => {
+  it("relays the upstream's status, headers and body, without hop-by-hop fields either way (a baseline that proxies for real)", async () => {
+    const upstream = await startUpstream((req, res) => {
+      req.resume();
+      req.on('end', () => {
+        const body = JSON.stringify({ url: req.url, headers: req.headers });
+        res.writeHead(203, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-upstream': 'yes', connection: 'keep-alive, x-upstream-hop', 'x-upstream-hop': 'dropped', 'keep-alive': 'timeout=99' });
+        res.end(body);
+      });
+    });
+    const floor = await forkHelper(join(REPO, 'bench/floor-proxy.ts'), undefined, [String(upstream.port)]);
+    try {
+      const res = await send(`http://127.0.0.1:${floor.port}/items?page=2`, { headers: { 'x-client': 'wrk', connection: 'keep-alive, x-hop', 'x-hop': 'dropped' } });
+      expect(res.status).to.equal(203);
+      expect(res.headers['x-upstream']).to.equal('yes');
+      expect(res.headers).to.not.have.property('x-upstream-hop');
+      expect(res.headers['keep-alive'] ?? '').to.not.include('timeout=99');
+      const seen = res.json();
+      expect(seen.url).to.equal('/items?page=2');
+      expect(seen.headers['x-client']).to.equal('wrk');
+      expect(seen.headers).to.not.have.property('x-hop');
+    } finally {
+      await stopProcess(floor.child);
+      await upstream.close();
+    }
   });
 });
