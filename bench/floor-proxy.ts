@@ -31,8 +31,12 @@ class Relay implements Dispatcher.DispatchHandler {
   onResponseStart(_controller: Dispatcher.DispatchController, status: number, headers: Record<string, string | string[] | undefined>): void {
     this.#res.writeHead(status, endToEnd(headers));
   }
-  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    this.#res.write(chunk);
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    // A slow client holds the upstream back rather than piling its body up here.
+    if (!this.#res.write(chunk)) {
+      controller.pause();
+      this.#res.once('drain', () => controller.resume());
+    }
   }
   onResponseEnd(): void {
     this.#res.end();
