@@ -4,6 +4,20 @@ export type HeaderValue = string | string[];
 export const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
 export type HeaderRecord = Record<string, HeaderValue | undefined>;
 
+// Instances inherit from an object that inherits nothing: no `__proto__` accessor, no `constructor`.
+function FieldRecord(): void {}
+FieldRecord.prototype = Object.create(null);
+
+/**
+ * A new, empty header record. Like `Object.create(null)` it inherits nothing, so a field named
+ * `__proto__` or `constructor` is an own field like any other. But V8 keeps it in fast mode, where
+ * `Object.create(null)` makes a dictionary from the start: for seven headers, 480 against 88 bytes,
+ * and 452 against 149 ns to fill and read (docs/benchmarks.md).
+ */
+export function emptyHeaderRecord(): HeaderRecord {
+  return new (FieldRecord as unknown as new () => HeaderRecord)();
+}
+
 /**
  * A case-insensitive view over a plain header object. It wraps the object it is given instead of
  * copying it, so handing headers to undici or `res.writeHead` costs nothing extra.
@@ -11,7 +25,7 @@ export type HeaderRecord = Record<string, HeaderValue | undefined>;
 export class HeaderMap {
   readonly #record: HeaderRecord;
 
-  constructor(record: HeaderRecord = Object.create(null) as HeaderRecord) {
+  constructor(record: HeaderRecord = emptyHeaderRecord()) {
     this.#record = record;
   }
 
