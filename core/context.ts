@@ -12,6 +12,7 @@ import type { ResponseBody } from './reply.ts';
 import type { UpstreamBodySource, UpstreamExchange } from './upstream/upstream-exchange.ts';
 import type { TrustedProxies } from './http/trusted-proxies.ts';
 import type { ClientBody } from './http/client-body.ts';
+import { nullRecord } from './null-record.ts';
 
 /** The route a request matched, as the config declared it. */
 export interface MatchedRoute {
@@ -311,7 +312,7 @@ export class RequestContext {
 
   /** Facts plugins share about this request (a tenant, a feature flag), typed by `RequestState`. */
   get state(): RequestState {
-    return (this.#state ??= Object.create(null) as RequestState);
+    return (this.#state ??= nullRecord() as RequestState);
   }
 
   /**

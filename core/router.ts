@@ -2,6 +2,7 @@
  * A segment trie per host, built once at startup. Matching walks the path in place (no split, no
  * regex) and prefers, at each segment, a static child, then a `:param`, then a trailing `*`.
  */
+import { nullRecord } from './null-record.ts';
 
 export interface RouteDefinition<T> {
   /** `/exact`, `/orders/:id`, `/static/*`. */
@@ -177,7 +178,7 @@ function allowed<T>(table: Map<string, Endpoint<T>>): string[] {
 
 function toMatch<T>(endpoint: Endpoint<T>, values: readonly string[]): RouteMatch<T> {
   if (endpoint.paramNames.length === 0) return { value: endpoint.value, params: EMPTY_PARAMS };
-  const params: Record<string, string> = Object.create(null);
+  const params = nullRecord<string>();
   for (let i = 0; i < endpoint.paramNames.length; i++) params[endpoint.paramNames[i]!] = values[i]!;
   return { value: endpoint.value, params };
 }

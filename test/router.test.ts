@@ -30,6 +30,17 @@ describe('router', () => {
     expect(find(r, '/orders/42/extra')).to.equal(null);
   });
 
+  it('hands out parameters that inherit nothing, so one named like an Object.prototype member is a plain field', () => {
+    const r = router('/a/:constructor', '/b/:id');
+    const named = r.find('GET', undefined, '/a/x');
+    const plain = r.find('GET', undefined, '/b/1');
+    if (named === null || isMethodMismatch(named) || plain === null || isMethodMismatch(plain)) return expect.fail('no match');
+    expect(named.params.constructor).to.equal('x');
+    expect(Object.keys(named.params)).to.deep.equal(['constructor']);
+    expect('toString' in plain.params).to.equal(false);
+    expect(plain.params.constructor).to.equal(undefined);
+  });
+
   it('prefers static, then a parameter, then a wildcard, and backtracks when a branch dead-ends', () => {
     const r = router('/files/special', '/files/:name/raw', '/files/*');
     expect(find(r, '/files/special')?.route).to.equal('/files/special');

@@ -1,5 +1,6 @@
 import type { IncomingMessage } from 'node:http';
-import { emptyHeaderRecord, type HeaderRecord } from './header-map.ts';
+import type { HeaderRecord } from './header-map.ts';
+import { nullRecord } from '../null-record.ts';
 import type { TrustedProxies } from './trusted-proxies.ts';
 
 /**
@@ -69,7 +70,7 @@ export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHead
   const named = connectionNamed(incoming.connection);
   const peer = req.socket.remoteAddress ?? '';
   const trusted = options.trusted.isTrusted(peer);
-  const out = emptyHeaderRecord();
+  const out: HeaderRecord = nullRecord();
   for (const name in incoming) {
     // HTTP/2 pseudo-headers (`:path`...) describe this hop only.
     if (name.charCodeAt(0) === 58 /* : */) continue;

@@ -1,7 +1,8 @@
 import { GatewayResponse } from '../context.ts';
 import type { GatewayError } from '../errors.ts';
 import type { Reply } from '../reply.ts';
-import { emptyHeaderRecord, HeaderMap } from './header-map.ts';
+import { HeaderMap, type HeaderRecord } from './header-map.ts';
+import { nullRecord } from '../null-record.ts';
 
 /** A plugin's early answer as the response the rest of the chain sees. */
 export function responseFromReply(reply: Reply): GatewayResponse {
@@ -26,7 +27,7 @@ export function errorResponse(error: GatewayError, requestId: string): GatewayRe
   };
   if (error.details !== undefined) payload.error.details = error.details;
   const body = JSON.stringify(payload);
-  const record = emptyHeaderRecord();
+  const record: HeaderRecord = nullRecord();
   if (error.headers) for (const name in error.headers) record[name.toLowerCase()] = error.headers[name];
   record['content-type'] = 'application/json; charset=utf-8';
   record['content-length'] = String(Buffer.byteLength(body));
