@@ -2,7 +2,8 @@
 // dispatch API, and nothing else. No routing, request ids, forwarded headers, timeouts of its own,
 // error mapping or logging. Not a gateway; it shows what the stack itself costs per request, so
 // that tollgate's own share can be read as tollgate / floor. argv: upstream port. Reports its port
-// over IPC. GET only (a request body is not forwarded).
+// over IPC. GET only (a request body is not forwarded). It imports nothing from tollgate (its
+// hop-by-hop list included), so that it measures the stack alone.
 import { createServer, type IncomingHttpHeaders, type ServerResponse } from 'node:http';
 import { Pool, type Dispatcher } from 'undici';
 
