@@ -1,7 +1,7 @@
 import type { Span } from '@opentelemetry/api';
 import type { RequestTrace } from './telemetry/tracing.ts';
-import type { CompiledRoute } from './gateway.ts';
-import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
+import type { CompiledRoute, Gateway } from './gateway.ts';
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex, Readable } from 'node:stream';
 import type { Consumer } from './consumer.ts';
 import { GatewayError } from './errors.ts';
@@ -226,6 +226,10 @@ export const kClientBody = Symbol('tollgate.clientBody');
 /** The request in flight to the upstream, to stop if the client leaves. */
 export const kUpstreamExchange = Symbol('tollgate.upstreamExchange');
 
+/** The gateway serving the request and the response to its client, for the handler's own callbacks. */
+export const kGateway = Symbol('tollgate.gateway');
+export const kServerResponse = Symbol('tollgate.serverResponse');
+
 /**
  * What plugins share about one request, through `ctx.state`. Empty as shipped; a plugin (or your
  * config) declares its fields by declaration merging, so every plugin reading them is type-checked:
@@ -306,6 +310,8 @@ export class RequestContext {
   [kCompiledRoute]: CompiledRoute | null = null;
   [kClientBody]: ClientBody | null = null;
   [kSlots]: unknown[] | null = null;
+  [kGateway]: Gateway | null = null;
+  [kServerResponse]: ServerResponse | null = null;
   #abort: AbortController | null = null;
   #gone = false;
   #state: RequestState | null = null;

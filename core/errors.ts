@@ -85,3 +85,12 @@ export class GatewayError extends Error {
   }
 }
 Object.defineProperty(GatewayError.prototype, kGatewayError, { value: true });
+
+/** Anything thrown, as a GatewayError: itself when it is one, else a 500 that keeps it as the cause. */
+export function toGatewayError(thrown: unknown): GatewayError {
+  if (GatewayError.is(thrown)) return thrown;
+  return new GatewayError('TG_ERR_INTERNAL', undefined, {
+    cause: thrown,
+    logDetail: thrown instanceof Error ? thrown.message : String(thrown),
+  });
+}

@@ -2,14 +2,24 @@ import { expect } from 'chai';
 import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { Pool } from 'undici';
-import { HOLD_WITHOUT_PAUSE, UpstreamExchange, type UpstreamHead } from '../core/upstream/upstream-exchange.ts';
+import type { HeaderRecord } from '../core/http/header-map.ts';
+import { HOLD_WITHOUT_PAUSE, UpstreamExchange } from '../core/upstream/upstream-exchange.ts';
 import { startUpstream, type TestUpstream } from './support/upstream.ts';
+
+interface UpstreamHead {
+  status: number;
+  headers: HeaderRecord;
+}
 
 /** Dispatches a GET through `pool`; resolves with the head and the exchange holding the body. */
 async function exchangeFor(pool: Pool, path: string, onFinish: () => void): Promise<{ head: UpstreamHead; exchange: UpstreamExchange }> {
   let exchange!: UpstreamExchange;
   const head = await new Promise<UpstreamHead>((resolve, reject) => {
-    exchange = new UpstreamExchange(resolve, reject, onFinish);
+    exchange = new UpstreamExchange({
+      exchangeHead: (_exchange, status, headers) => resolve({ status, headers }),
+      exchangeFailed: (_exchange, error) => reject(error),
+      exchangeFinished: onFinish,
+    });
     pool.dispatch({ method: 'GET', path, headers: {} }, exchange);
   });
   return { head, exchange };

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import { CORE, startGateway, type GatewayProcess } from './support/gateway-process.ts';
 import { send, type TestResponse } from './support/http.ts';
 import { closedPort, startUpstream } from './support/upstream.ts';
@@ -58,6 +59,8 @@ describe('upstream resilience', () => {
           weighted: { targets: [{ url: '${A}', weight: 3 }, '${B}'] },
           flaky: { targets: ['${A}', '${B}'], health: { failures: 2, ejectFor: '2s' }, retries: { attempts: 0 } },
           allDead: { targets: ['http://127.0.0.1:${refused}'], health: { failures: 1, ejectFor: '10s' } },
+          retryStatus: { targets: ['${A}', '${B}'], retries: { statuses: [503], backoff: 0 }, health: { failures: 1000 } },
+          retrySame: { targets: ['${A}'], retries: { statuses: [503], backoff: 0 }, health: { failures: 1000 } },
           budget: { targets: ['${B}'], retries: { attempts: 3, statuses: [503], backoff: 0, budget: 0.2 }, health: { failures: 1000 } },
           least: { targets: ['${A}', '${B}'], balance: 'least-outstanding' },
           sticky: { targets: ['${A}', '${B}'], balance: { hash: { header: 'x-user' } } },
@@ -71,6 +74,8 @@ describe('upstream resilience', () => {
           { path: '/flaky', upstream: 'flaky' },
           { path: '/all-dead', upstream: 'allDead' },
           { path: '/budget', upstream: 'budget' },
+          { path: '/retry-status', upstream: 'retryStatus' },
+          { path: '/retry-same', upstream: 'retrySame' },
           { path: '/least', upstream: 'least' },
           { path: '/sticky', upstream: 'sticky' },
           { path: '/guarded', upstream: 'guarded' },
@@ -139,6 +144,40 @@ describe('upstream resilience', () => {
     const res = await send(`${gateway.url}/all-dead`);
     expect(res.status).to.equal(503);
     expect(res.json().error.code).to.equal('TG_ERR_NO_HEALTHY_UPSTREAM');
+  });
+
+  it('retries a GET answered with a listed status on another target; the client sees only the second answer', async () => {
+    a.state.mode = '503';
+    const hitsBefore = a.state.hits;
+    const responses: TestResponse[] = [];
+    for (let i = 0; i < 10; i++) responses.push(await send(`${gateway.url}/retry-status`));
+    expect(count(responses)).to.deep.equal({ b: 10 });
+    expect(a.state.hits - hitsBefore, 'attempts that a answered with 503 first').to.be.above(0);
+  });
+
+  it('keeps the connection of an answer it retried open (the small body is read, not cut off)', async () => {
+    a.state.mode = '503';
+    const sockets = new Map<number, Socket>();
+    const track = (socket: Socket): void => void sockets.set(socket.remotePort ?? 0, socket);
+    a.upstream.server.on('connection', track);
+    try {
+      const seen = a.upstream.requests.length;
+      const res = await send(`${gateway.url}/retry-same`);
+      // One target: the retry goes back to it, and gets 503 again.
+      expect(res.status).to.equal(503);
+      const attempts = a.upstream.requests.slice(seen);
+      expect(attempts).to.have.length(2);
+      // A connection the gateway cut would have closed before its answer reached the client; the
+      // pause lets the upstream's side hear of it.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      for (const attempt of attempts) {
+        const socket = sockets.get(attempt.remotePort);
+        if (socket !== undefined) expect(socket.destroyed, `the connection from port ${attempt.remotePort} is open`).to.equal(false);
+      }
+      expect(sockets.get(attempts[0]!.remotePort), 'the first attempt came on a new connection').to.not.equal(undefined);
+    } finally {
+      a.upstream.server.off('connection', track);
+    }
   });
 
   it('caps retries with the budget during an outage, so they cannot multiply the load', async () => {

@@ -1,13 +1,13 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { isPromise, runErrorHooks, runRequestHooks, runResponseHooks, type Chain } from '../chain.ts';
-import { GatewayResponse, IncomingRequest, kClientBody, kClientGone, kCompiledRoute, kRequestTrace, kTraceHook, kUpstreamExchange, RequestContext, type TraceHook } from '../context.ts';
-import { GatewayError } from '../errors.ts';
+import { GatewayResponse, IncomingRequest, kClientBody, kClientGone, kCompiledRoute, kGateway, kRequestTrace, kServerResponse, kTraceHook, kUpstreamExchange, RequestContext, type TraceHook } from '../context.ts';
+import { GatewayError, toGatewayError } from '../errors.ts';
 import type { CompiledRoute, Gateway } from '../gateway.ts';
 import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
 import type { GatewayMetrics } from '../telemetry/metrics.ts';
 import { SERVER_SLOTS } from '../telemetry/gateway-span.ts';
 import { endRequestSpans, traceAsyncHook, type RequestTrace, type Tracing } from '../telemetry/tracing.ts';
-import { forward } from '../upstream/forward.ts';
+import { forward, startForward, type ForwardOutcome } from '../upstream/forward.ts';
 import { toUpstreamError } from '../upstream/upstream-errors.ts';
 import { roundMs, writeAccessLine } from './access-log.ts';
 import { HeaderMap } from './header-map.ts';
@@ -88,27 +88,61 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
 
   if (gateway.tracing !== null) beginTrace(gateway.tracing, ctx, req, route, gateway.protocol);
 
-  res.once('close', () => {
-    // The client left first: stop the upstream request too.
-    if (!res.writableFinished) {
-      ctx[kUpstreamExchange]?.abort();
-      ctx[kClientGone]();
-    } else {
-      // Answered before the client sent its whole body: drain the rest instead of stalling on it.
-      ctx[kClientBody]?.abandon();
-    }
-    const traced = ctx[kRequestTrace];
-    if (traced !== null) endTrace(traced, ctx, res);
-    if (gateway.metrics !== null) recordMetrics(gateway.metrics, ctx, res);
-    logAccess(gateway, ctx, res);
-    gateway.requestDone();
-  });
+  ctx[kGateway] = gateway;
+  ctx[kServerResponse] = res;
+  (res as ContextualResponse)[kRequestContext] = ctx;
+  res.on('close', responseClosed);
 
-  serve(gateway, ctx, route, routeError, res).catch((error: unknown) => {
-    // serve() answers every failure itself; reaching here means writing the response failed.
-    gateway.logger.error({ err: error, reqId: ctx.id }, 'failed to send response');
-    res.destroy();
-  });
+  // A route without plugins answers straight from the upstream's head, with no promise between.
+  if (route !== null && routeError === null && route.chain.length === 0) startForward(ctx, route, respondForwarded);
+  else serve(gateway, ctx, route, routeError, res).catch((error: unknown) => failedToSend(gateway, ctx, res, error));
+}
+
+/** A response's request context, for the 'close' listener (one function for every response, not a closure each). */
+const kRequestContext = Symbol('tollgate.requestContext');
+type ContextualResponse = ServerResponse & { [kRequestContext]: RequestContext };
+
+function responseClosed(this: ServerResponse): void {
+  const ctx = (this as ContextualResponse)[kRequestContext];
+  const gateway = ctx[kGateway]!;
+  // The client left first: stop the upstream request too.
+  if (!this.writableFinished) {
+    ctx[kUpstreamExchange]?.abort();
+    ctx[kClientGone]();
+  } else {
+    // Answered before the client sent its whole body: drain the rest instead of stalling on it.
+    ctx[kClientBody]?.abandon();
+  }
+  const traced = ctx[kRequestTrace];
+  if (traced !== null) endTrace(traced, ctx, this);
+  if (gateway.metrics !== null) recordMetrics(gateway.metrics, ctx, this);
+  logAccess(gateway, ctx, this);
+  gateway.requestDone();
+}
+
+/** serve() answers every failure itself; reaching here means writing the response failed. */
+function failedToSend(gateway: Gateway, ctx: RequestContext, res: ServerResponse, error: unknown): void {
+  gateway.logger.error({ err: error, reqId: ctx.id }, 'failed to send response');
+  res.destroy();
+}
+
+/** The end of a route without plugins: the upstream's response, or its error, goes to the client. */
+function respondForwarded(outcome: ForwardOutcome, ctx: RequestContext): void {
+  const gateway = ctx[kGateway]!;
+  const res = ctx[kServerResponse]!;
+  let response: GatewayResponse;
+  if (outcome instanceof GatewayResponse) {
+    response = outcome;
+  } else {
+    ctx.error = outcome;
+    response = errorResponse(outcome, ctx.id);
+  }
+  ctx.response = response;
+  try {
+    send(gateway, ctx, response, res);
+  } catch (error) {
+    failedToSend(gateway, ctx, res, error);
+  }
 }
 
 async function serve(
@@ -228,14 +262,6 @@ function writeHead(
     });
     return false;
   }
-}
-
-function toGatewayError(thrown: unknown): GatewayError {
-  if (GatewayError.is(thrown)) return thrown;
-  return new GatewayError('TG_ERR_INTERNAL', undefined, {
-    cause: thrown,
-    logDetail: thrown instanceof Error ? thrown.message : String(thrown),
-  });
 }
 
 /** The server span, named by the route's pattern (never the raw path, which would explode cardinality). */

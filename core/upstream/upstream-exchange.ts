@@ -2,11 +2,22 @@ import { Readable, type Writable } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { noteBodyBytes } from '../http/body-scavenges.ts';
 import type { HeaderRecord } from '../http/header-map.ts';
+import type { UpstreamTarget } from './upstream.ts';
 
-/** The upstream's answer, once its headers are in. */
-export interface UpstreamHead {
-  status: number;
-  headers: HeaderRecord;
+/**
+ * Who hears how an exchange goes. Methods on one object, not callbacks, so that an attempt costs no
+ * closures: the object that started the exchange (forward.ts) is its owner.
+ */
+export interface ExchangeOwner {
+  /** The final head arrived (1xx answers are skipped). The body follows through the exchange. */
+  exchangeHead(exchange: UpstreamExchange, status: number, headers: HeaderRecord): void;
+  /** The exchange failed, or was stopped, before its head arrived. */
+  exchangeFailed(exchange: UpstreamExchange, error: Error): void;
+  /**
+   * Nothing of the exchange is in flight any more: its body ended or failed, or it was stopped.
+   * Called once, and before `exchangeFailed` when both apply.
+   */
+  exchangeFinished(exchange: UpstreamExchange): void;
 }
 
 /** Where an upstream body goes: written straight to the client, or handed to a plugin as a stream. */
@@ -44,10 +55,11 @@ const DEADLINE = Object.assign(new Error("the route's total timeout expired"), {
  * common case; a Readable is made only for a plugin that asks for the body.
  */
 export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBodySource {
+  /** The target it was sent to (null outside a route's upstream, as in tests). */
+  readonly target: UpstreamTarget | null;
   #controller: Dispatcher.DispatchController | null = null;
-  #resolve: (head: UpstreamHead) => void;
-  #reject: (error: Error) => void;
-  /** The head promise is settled. */
+  #owner: ExchangeOwner;
+  /** The owner heard of the head, or of a failure before it. */
   #headSettled = false;
   #mode = HELD;
   /** We stopped the exchange ourselves (client gone, body discarded): its errors are not news. */
@@ -62,20 +74,18 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   #onSinkError: ((error: Error) => void) | null = null;
   #readable: Readable | null = null;
   #waitingForDrain = false;
-  /** Called once when nothing of the exchange is in flight any more (for least-outstanding balancing). */
-  #onFinish: (() => void) | null;
+  /** The owner heard `exchangeFinished`. */
+  #finishTold = false;
 
-  constructor(resolve: (head: UpstreamHead) => void, reject: (error: Error) => void, onFinish: (() => void) | null = null) {
-    this.#resolve = resolve;
-    this.#reject = reject;
-    this.#onFinish = onFinish;
+  constructor(owner: ExchangeOwner, target: UpstreamTarget | null = null) {
+    this.#owner = owner;
+    this.target = target;
   }
 
   #finish(): void {
-    const onFinish = this.#onFinish;
-    if (onFinish === null) return;
-    this.#onFinish = null;
-    onFinish();
+    if (this.#finishTold) return;
+    this.#finishTold = true;
+    this.#owner.exchangeFinished(this);
   }
 
   /** True once the client went away and the exchange was stopped for that reason. */
@@ -90,7 +100,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
 
   /** The route's total timeout expired: stop the exchange (a 504 if no response has started). */
   expire(): void {
-    // Before the head, aborting is enough: undici reports the abort, which rejects the head promise.
+    // Before the head, aborting is enough: undici reports the abort, which the owner hears as a failure.
     // After it, whoever has the body must hear why it stops.
     if (this.#headSettled && this.#mode === DIRECT) this.#onSinkError?.(DEADLINE);
     else if (this.#headSettled && this.#mode === STREAMING) this.#readable?.destroy(DEADLINE);
@@ -105,7 +115,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   onResponseStart(_controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[] | undefined>): void {
     if (statusCode < 200) return; // 1xx: informational, the final response follows.
     this.#headSettled = true;
-    this.#resolve({ status: statusCode, headers });
+    this.#owner.exchangeHead(this, statusCode, headers);
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
@@ -139,7 +149,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
     if (!this.#headSettled) {
       this.#headSettled = true;
       this.#mode = DONE;
-      this.#reject(error);
+      this.#owner.exchangeFailed(this, error);
       return;
     }
     const mode = this.#mode;

@@ -1,0 +1,64 @@
+import { expect } from 'chai';
+import { createHook } from 'node:async_hooks';
+import { definePlugin, type PluginInstance } from '../core/index.ts';
+import { createTestGateway } from '../core/testing/index.ts';
+
+/** Promises made by the gateway's own code (core/) while `work` ran; the test client's are not counted. */
+async function gatewayPromisesDuring(work: () => Promise<void>): Promise<number> {
+  let made = 0;
+  const hook = createHook({
+    init(_id, type) {
+      if (type !== 'PROMISE') return;
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 40;
+      const stack = new Error().stack ?? '';
+      Error.stackTraceLimit = limit;
+      if (stack.includes('/core/http/') || stack.includes('/core/upstream/')) made++;
+    },
+  }).enable();
+  try {
+    await work();
+  } finally {
+    hook.disable();
+  }
+  return made;
+}
+
+/** Gateway promises made by five requests through a test gateway with `plugins`, after two to warm up. */
+async function promisesPerFiveRequests(plugins: PluginInstance[]): Promise<number> {
+  const gateway = await createTestGateway({ plugins });
+  try {
+    const send = async (): Promise<void> => {
+      const res = await gateway.request('/orders/7');
+      expect(res.status).to.equal(200);
+      expect(res.json().url).to.equal('/orders/7');
+    };
+    await send();
+    await send();
+    return await gatewayPromisesDuring(async () => {
+      for (let i = 0; i < 5; i++) await send();
+    });
+  } finally {
+    await gateway.close();
+  }
+}
+
+const waits = definePlugin({
+  name: 'waits',
+  version: '1.0.0',
+  setup: () => ({
+    onRequest: async () => {
+      await Promise.resolve();
+    },
+  }),
+});
+
+describe('forward', () => {
+  it('answers a route without plugins from the upstream head, with no promise made on the way', async () => {
+    expect(await promisesPerFiveRequests([])).to.equal(0);
+  });
+
+  it('still counts the promises of a route with plugins (the check above can see them)', async () => {
+    expect(await promisesPerFiveRequests([waits()])).to.be.at.least(5);
+  });
+});
