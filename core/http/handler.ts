@@ -10,7 +10,7 @@ import { endRequestSpans, traceAsyncHook, type RequestTrace, type Tracing } from
 import { forward, startForward, type ForwardOutcome } from '../upstream/forward.ts';
 import { toUpstreamError } from '../upstream/upstream-errors.ts';
 import { roundMs, writeAccessLine } from './access-log.ts';
-import { HeaderMap } from './header-map.ts';
+import { HeaderMap, type HeaderRecord } from './header-map.ts';
 import { buildUpstreamHeaders, requestHost } from './proxy-headers.ts';
 import { requestIdFor } from './request-id.ts';
 import { checkRequestHead } from './request-head.ts';
@@ -240,7 +240,7 @@ function writeHead(
   direct: boolean,
   res: ServerResponse,
 ): boolean {
-  const headers = response.headers.toRecord();
+  const headers: HeaderRecord = response.headers.toDefinedRecord();
   if (!direct) {
     // A plugin may have replaced or rewritten the body: the length sent must be the body's own.
     if (typeof body === 'string') headers['content-length'] = String(Buffer.byteLength(body));

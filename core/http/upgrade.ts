@@ -95,7 +95,7 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
   const target = route.upstream.pick(ctx, null);
   if (target === null) return fail(new GatewayError('TG_ERR_NO_HEALTHY_UPSTREAM'));
   upstreamOrigin = target.origin;
-  const upstreamHeaders = ctx.upstreamRequest.headers.toRecord();
+  const upstreamHeaders: HeaderRecord = ctx.upstreamRequest.headers.toDefinedRecord();
   upstreamHeaders.host = route.preserveHost ? requestHost(req) ?? target.host : target.host;
   if (ctx.consumer !== null) upstreamHeaders[route.consumerHeader] = ctx.consumer.id;
   // Hop-by-hop fields were dropped on the way in; an upgrade needs these two back.
