@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { Socket } from 'node:net';
 import { Readable } from 'node:stream';
 import { CORE, FIXTURE_PLUGINS, startGateway, type GatewayProcess } from './support/gateway-process.ts';
 import { send } from './support/http.ts';
@@ -109,6 +110,27 @@ describe('plugins that ask for the body', () => {
     const res = await send(`${gateway.url}/stream/endless`);
     expect(res.text).to.equal('streamed by a plugin');
     await endlessClosed;
+  });
+
+  it('keeps the upstream connection when a plugin replaces a small body (it has arrived whole, not cut off)', async () => {
+    const sockets = new Map<number, Socket>();
+    const track = (socket: Socket): void => void sockets.set(socket.remotePort ?? 0, socket);
+    upstream.server.on('connection', track);
+    try {
+      const seen = upstream.requests.length;
+      const res = await send(`${gateway.url}/stream/small?size=10`);
+      expect(res.text).to.equal('streamed by a plugin');
+      const asked = upstream.requests.slice(seen);
+      expect(asked).to.have.length(1);
+      // A connection the gateway cut would have closed before the answer reached the client; the
+      // pause lets the upstream's side hear of it.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      const socket = sockets.get(asked[0]!.remotePort);
+      if (socket !== undefined) expect(socket.destroyed, 'the upstream connection is open').to.equal(false);
+      for (const other of sockets.values()) expect(other.destroyed).to.equal(false);
+    } finally {
+      upstream.server.off('connection', track);
+    }
   });
 
   it('sends a replacement stream chunked, dropping the upstream length', async () => {

@@ -53,12 +53,29 @@ const waits = definePlugin({
   }),
 });
 
+const stamps = definePlugin({
+  name: 'stamps',
+  version: '1.0.0',
+  setup: () => ({
+    onRequest: (ctx) => {
+      ctx.upstreamRequest.headers.set('x-stamped', 'yes');
+    },
+    onResponse: (_ctx, response) => {
+      response.headers.set('x-stamped', 'yes');
+    },
+  }),
+});
+
 describe('forward', () => {
   it('answers a route without plugins from the upstream head, with no promise made on the way', async () => {
     expect(await promisesPerFiveRequests([])).to.equal(0);
   });
 
-  it('still counts the promises of a route with plugins (the check above can see them)', async () => {
+  it('makes none either for a route whose plugins answer their hooks synchronously', async () => {
+    expect(await promisesPerFiveRequests([stamps()])).to.equal(0);
+  });
+
+  it('still counts the promises of a route with a plugin that waits (the checks above can see them)', async () => {
     expect(await promisesPerFiveRequests([waits()])).to.be.at.least(5);
   });
 });

@@ -7,7 +7,7 @@ import { EMPTY_PARAMS, isMethodMismatch } from '../router.ts';
 import type { GatewayMetrics } from '../telemetry/metrics.ts';
 import { SERVER_SLOTS } from '../telemetry/gateway-span.ts';
 import { endRequestSpans, traceAsyncHook, type RequestTrace, type Tracing } from '../telemetry/tracing.ts';
-import { forward, startForward, type ForwardOutcome } from '../upstream/forward.ts';
+import { startForward, type ForwardOutcome } from '../upstream/forward.ts';
 import { toUpstreamError } from '../upstream/upstream-errors.ts';
 import { roundMs, writeAccessLine } from './access-log.ts';
 import { HeaderMap, type HeaderRecord } from './header-map.ts';
@@ -16,6 +16,7 @@ import { requestIdFor } from './request-id.ts';
 import { checkRequestHead } from './request-head.ts';
 import { decodeParams } from './request-path.ts';
 import { errorResponse, responseFromReply } from './responses.ts';
+import type { Reply } from '../reply.ts';
 
 /**
  * Refusals after which the connection is not reused: a body refused for its size is not read to its
@@ -93,9 +94,11 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
   (res as ContextualResponse)[kRequestContext] = ctx;
   res.on('close', responseClosed);
 
-  // A route without plugins answers straight from the upstream's head, with no promise between.
-  if (route !== null && routeError === null && route.chain.length === 0) startForward(ctx, route, respondForwarded);
-  else serve(gateway, ctx, route, routeError, res).catch((error: unknown) => failedToSend(gateway, ctx, res, error));
+  try {
+    serve(ctx, routeError);
+  } catch (error) {
+    failed(ctx, error);
+  }
 }
 
 /** A response's request context, for the 'close' listener (one function for every response, not a closure each). */
@@ -120,72 +123,167 @@ function responseClosed(this: ServerResponse): void {
   gateway.requestDone();
 }
 
-/** serve() answers every failure itself; reaching here means writing the response failed. */
-function failedToSend(gateway: Gateway, ctx: RequestContext, res: ServerResponse, error: unknown): void {
-  gateway.logger.error({ err: error, reqId: ctx.id }, 'failed to send response');
-  res.destroy();
+/** The chain a request runs: its route's, or the global plugins' when no route matched. */
+function chainOf(ctx: RequestContext): Chain {
+  const route = ctx[kCompiledRoute];
+  return route === null ? ctx[kGateway]!.globalChain : route.chain;
 }
 
-/** The end of a route without plugins: the upstream's response, or its error, goes to the client. */
-function respondForwarded(outcome: ForwardOutcome, ctx: RequestContext): void {
+/**
+ * Runs the chain, forwards and answers. It is synchronous while the plugins' hooks are and makes no
+ * promise of its own: only a hook that returns one makes the rest of the way wait on it. A route
+ * without plugins thus answers from inside undici's parse of the upstream's head.
+ */
+function serve(ctx: RequestContext, routeError: GatewayError | null): void {
+  const chain = chainOf(ctx);
+  let pending: Reply | undefined | Promise<Reply | undefined>;
+  try {
+    pending = chain.length === 0 ? undefined : runRequestHooks(ctx, chain);
+  } catch (thrown) {
+    answerError(ctx, thrown);
+    return;
+  }
+  if (isPromise(pending)) {
+    pending
+      .then(
+        (reply) => afterRequestHooks(ctx, reply, routeError),
+        (thrown: unknown) => answerError(ctx, thrown),
+      )
+      .catch((error: unknown) => failed(ctx, error));
+  } else {
+    afterRequestHooks(ctx, pending, routeError);
+  }
+}
+
+function afterRequestHooks(ctx: RequestContext, reply: Reply | undefined, routeError: GatewayError | null): void {
+  if (reply !== undefined) {
+    let response: GatewayResponse;
+    try {
+      response = responseFromReply(reply);
+    } catch (thrown) {
+      answerError(ctx, thrown);
+      return;
+    }
+    respond(ctx, response);
+  } else if (routeError !== null) {
+    answerError(ctx, routeError);
+  } else {
+    try {
+      startForward(ctx, ctx[kCompiledRoute]!, forwarded);
+    } catch (thrown) {
+      answerError(ctx, thrown);
+    }
+  }
+}
+
+/**
+ * Where every forward ends (one function for every request, not a closure each). It may be called
+ * from inside undici's parser or a timer, where a throw would be lost or fatal: it does not throw.
+ */
+function forwarded(outcome: ForwardOutcome, ctx: RequestContext): void {
+  try {
+    if (!(outcome instanceof GatewayResponse)) answerError(ctx, outcome);
+    else if (ctx[kCompiledRoute]!.chain.length === 0) respond(ctx, outcome);
+    // Hooks may drop or replace the body: not from inside undici's parser, where that would cut the
+    // upstream connection. By the next tick a small body has arrived whole, and its connection is free.
+    else process.nextTick(respondOnNextTick, ctx, outcome);
+  } catch (error) {
+    failed(ctx, error);
+  }
+}
+
+function respondOnNextTick(ctx: RequestContext, response: GatewayResponse): void {
+  try {
+    respond(ctx, response);
+  } catch (error) {
+    failed(ctx, error);
+  }
+}
+
+/**
+ * The way to the client itself failed (a bug, not an error to answer: those are answered): the
+ * connection is cut, which the client sees, and the log says why.
+ */
+function failed(ctx: RequestContext, error: unknown): void {
+  ctx[kGateway]!.logger.error({ err: error, reqId: ctx.id }, 'failed to send response');
+  ctx[kServerResponse]!.destroy();
+}
+
+/** The error's response, or the reply an `onError` hook gives instead; then `onResponse` and send. */
+function answerError(ctx: RequestContext, thrown: unknown): void {
+  const error = toGatewayError(thrown);
+  ctx.error = error;
+  const chain = chainOf(ctx);
+  if (chain.length === 0) {
+    respond(ctx, errorResponse(error, ctx.id));
+    return;
+  }
+  const logger = ctx[kGateway]!.logger;
+  const logFailure = (failure: GatewayError): void => logger.error({ reqId: ctx.id, code: failure.code, err: failure.cause ?? failure }, failure.logDetail ?? failure.message);
+  runErrorHooks(ctx, chain, error, logFailure)
+    .then(
+    (reply) => {
+      let response = errorResponse(error, ctx.id);
+      if (reply !== undefined) {
+        try {
+          response = responseFromReply(reply);
+        } catch (failure) {
+          logFailure(new GatewayError('TG_ERR_PLUGIN_FAILED', undefined, { cause: failure, logDetail: `an onError reply could not be sent: ${String(failure)}` }));
+        }
+      }
+      respond(ctx, response);
+    },
+    // (runErrorHooks reports a failing hook and goes on; this is for a failure of its own.)
+      (failure: unknown) => {
+        logFailure(toGatewayError(failure));
+        respond(ctx, errorResponse(error, ctx.id));
+      },
+    )
+    .catch((failure: unknown) => failed(ctx, failure));
+}
+
+/** Runs `onResponse` hooks (synchronously while they are), then sends. */
+function respond(ctx: RequestContext, response: GatewayResponse): void {
+  const chain = chainOf(ctx);
+  if (chain.length > 0) {
+    let pending: void | Promise<void>;
+    try {
+      pending = runResponseHooks(ctx, chain, response);
+    } catch (thrown) {
+      finish(ctx, failedResponseHooks(ctx, response, thrown));
+      return;
+    }
+    if (isPromise(pending)) {
+      pending
+        .then(
+          () => finish(ctx, response),
+          (thrown: unknown) => finish(ctx, failedResponseHooks(ctx, response, thrown)),
+        )
+        .catch((error: unknown) => failed(ctx, error));
+      return;
+    }
+  }
+  finish(ctx, response);
+}
+
+/** An `onResponse` hook failed: its error is answered instead, and the body it was given dropped. */
+function failedResponseHooks(ctx: RequestContext, response: GatewayResponse, thrown: unknown): GatewayResponse {
+  response.discardBody();
+  const error = toGatewayError(thrown);
+  ctx.error = error;
+  return errorResponse(error, ctx.id);
+}
+
+function finish(ctx: RequestContext, response: GatewayResponse): void {
   const gateway = ctx[kGateway]!;
   const res = ctx[kServerResponse]!;
-  let response: GatewayResponse;
-  if (outcome instanceof GatewayResponse) {
-    response = outcome;
-  } else {
-    ctx.error = outcome;
-    response = errorResponse(outcome, ctx.id);
-  }
   ctx.response = response;
   try {
     send(gateway, ctx, response, res);
   } catch (error) {
-    failedToSend(gateway, ctx, res, error);
+    // send() answers every failure it can; reaching here means writing the response failed.
+    failed(ctx, error);
   }
-}
-
-async function serve(
-  gateway: Gateway,
-  ctx: RequestContext,
-  route: CompiledRoute | null,
-  routeError: GatewayError | null,
-  res: ServerResponse,
-): Promise<void> {
-  const chain: Chain = route === null ? gateway.globalChain : route.chain;
-  let response: GatewayResponse;
-  try {
-    const pending = chain.length === 0 ? undefined : runRequestHooks(ctx, chain);
-    const reply = isPromise(pending) ? await pending : pending;
-    if (reply !== undefined) response = responseFromReply(reply);
-    else if (routeError !== null) throw routeError;
-    else response = await forward(ctx, route!);
-  } catch (thrown) {
-    response = await answerError(gateway, ctx, chain, toGatewayError(thrown));
-  }
-
-  if (chain.length > 0) {
-    try {
-      const pending = runResponseHooks(ctx, chain, response);
-      if (isPromise(pending)) await pending;
-    } catch (thrown) {
-      response.discardBody();
-      const error = toGatewayError(thrown);
-      ctx.error = error;
-      response = errorResponse(error, ctx.id);
-    }
-  }
-  ctx.response = response;
-  send(gateway, ctx, response, res);
-}
-
-async function answerError(gateway: Gateway, ctx: RequestContext, chain: Chain, error: GatewayError): Promise<GatewayResponse> {
-  ctx.error = error;
-  if (chain.length === 0) return errorResponse(error, ctx.id);
-  const reply = await runErrorHooks(ctx, chain, error, (failure) =>
-    gateway.logger.error({ reqId: ctx.id, code: failure.code, err: failure.cause ?? failure }, failure.logDetail ?? failure.message),
-  );
-  return reply === undefined ? errorResponse(error, ctx.id) : responseFromReply(reply);
 }
 
 function send(gateway: Gateway, ctx: RequestContext, response: GatewayResponse, res: ServerResponse): void {

@@ -66,7 +66,13 @@ export function startForward(ctx: RequestContext, route: CompiledRoute, done: Fo
     return;
   }
   bodyRead!.then(
-    (body) => new Forwarding(ctx, route, headers, body, done).next(),
+    (body) => {
+      try {
+        new Forwarding(ctx, route, headers, body, done).next();
+      } catch (error) {
+        done(toGatewayError(error), ctx);
+      }
+    },
     (error: unknown) => done(toGatewayError(error), ctx),
   );
 }
@@ -108,8 +114,19 @@ class Forwarding implements ExchangeOwner {
     this.#deadline = total === undefined ? 0 : performance.now() + total;
   }
 
-  /** Sends the next attempt, or ends with why none can be sent. */
+  /**
+   * Sends the next attempt, or ends with why none can be sent. Called from timers and ticks too,
+   * where a throw would take the worker down: a failure of its own ends the request with a 500.
+   */
   next(): void {
+    try {
+      this.#send();
+    } catch (error) {
+      this.#done(toGatewayError(error), this.#ctx);
+    }
+  }
+
+  #send(): void {
     const ctx = this.#ctx;
     const route = this.#route;
     const upstream = route.upstream;
@@ -202,15 +219,20 @@ class Forwarding implements ExchangeOwner {
 
   /** After a failed attempt (and its answer, if any, dropped): the next one, after the backoff. */
   static #retry(self: Forwarding, failed: UpstreamExchange, response: GatewayResponse | null): void {
-    response?.discardBody();
-    failClientSpan(self.#ctx);
-    const tried = (self.#tried ??= []);
-    tried.push(failed.target!);
-    // Every target tried: the next attempt may go back to one (after the backoff).
-    if (tried.length === self.#route.upstream.targets.length) self.#tried = [];
-    const backoff = self.#route.upstream.config.retries.backoff;
-    const attempt = self.#attempt++;
-    if (backoff > 0) setTimeout(nextAttempt, backoff * 2 ** attempt, self);
+    let backoff: number;
+    try {
+      response?.discardBody();
+      failClientSpan(self.#ctx);
+      const tried = (self.#tried ??= []);
+      tried.push(failed.target!);
+      // Every target tried: the next attempt may go back to one (after the backoff).
+      if (tried.length === self.#route.upstream.targets.length) self.#tried = [];
+      backoff = self.#route.upstream.config.retries.backoff * 2 ** self.#attempt++;
+    } catch (error) {
+      self.#done(toGatewayError(error), self.#ctx);
+      return;
+    }
+    if (backoff > 0) setTimeout(nextAttempt, backoff, self);
     else self.next();
   }
 }
