@@ -222,18 +222,18 @@ function answerError(ctx: RequestContext, thrown: unknown): void {
   const logFailure = (failure: GatewayError): void => logger.error({ reqId: ctx.id, code: failure.code, err: failure.cause ?? failure }, failure.logDetail ?? failure.message);
   runErrorHooks(ctx, chain, error, logFailure)
     .then(
-    (reply) => {
-      let response = errorResponse(error, ctx.id);
-      if (reply !== undefined) {
-        try {
-          response = responseFromReply(reply);
-        } catch (failure) {
-          logFailure(new GatewayError('TG_ERR_PLUGIN_FAILED', undefined, { cause: failure, logDetail: `an onError reply could not be sent: ${String(failure)}` }));
+      (reply) => {
+        let response = errorResponse(error, ctx.id);
+        if (reply !== undefined) {
+          try {
+            response = responseFromReply(reply);
+          } catch (failure) {
+            logFailure(new GatewayError('TG_ERR_PLUGIN_FAILED', undefined, { cause: failure, logDetail: `an onError reply could not be sent: ${String(failure)}` }));
+          }
         }
-      }
-      respond(ctx, response);
-    },
-    // (runErrorHooks reports a failing hook and goes on; this is for a failure of its own.)
+        respond(ctx, response);
+      },
+      // (runErrorHooks reports a failing hook and goes on; this is for a failure of its own.)
       (failure: unknown) => {
         logFailure(toGatewayError(failure));
         respond(ctx, errorResponse(error, ctx.id));
