@@ -7,6 +7,7 @@ import { GatewayError } from './errors.ts';
 import { handleRequest } from './http/handler.ts';
 import { handleUpgrade } from './http/upgrade.ts';
 import type { Duplex } from 'node:stream';
+import type { UpstreamHeaderOptions } from './http/proxy-headers.ts';
 import { TrustedProxies } from './http/trusted-proxies.ts';
 import type { CacheServices, GatewayServices, PluginHooks, PluginInstance } from './plugin.ts';
 import { RedisConnection } from './redis/redis-client.ts';
@@ -55,6 +56,8 @@ export class Gateway {
   readonly upstreams: ReadonlyMap<string, Upstream>;
   /** How clients reach this gateway, for `X-Forwarded-Proto`. */
   readonly protocol: 'http' | 'https';
+  /** How requests' upstream headers are built (made once: the handler would otherwise make it per request). */
+  readonly upstreamHeaders: UpstreamHeaderOptions;
   /** Requests being served right now. */
   inflight = 0;
   /** Once set, responses carry `Connection: close` and the worker exits when inflight reaches 0. */
@@ -91,6 +94,12 @@ export class Gateway {
     this.metrics = config.admin || config.telemetry?.metrics ? new GatewayMetrics() : null;
     this.trusted = new TrustedProxies(config.trustProxy);
     this.protocol = config.tls ? 'https' : 'http';
+    this.upstreamHeaders = {
+      trusted: this.trusted,
+      consumerHeader: config.consumerHeader,
+      protocol: this.protocol,
+      dropUnderscores: config.server.headersWithUnderscores === 'drop',
+    };
     this.upstreams = new Map(Object.entries(config.upstreams).map(([name, upstream]) => [name, new Upstream(name, upstream, logger)]));
     this.globalChain = this.#chainOf(config.plugins);
     this.router = new Router(

@@ -15,8 +15,8 @@ export interface RouteDefinition<T> {
 }
 
 export interface RouteMatch<T> {
-  value: T;
-  params: Record<string, string>;
+  readonly value: T;
+  readonly params: Record<string, string>;
 }
 
 /** The path matched a route, but not for this method. */
@@ -29,6 +29,8 @@ export class RouteConflictError extends Error {}
 interface Endpoint<T> {
   value: T;
   paramNames: readonly string[];
+  /** The match of a route without parameters, made once: such a match is the same every time. */
+  staticMatch: RouteMatch<T> | null;
 }
 
 class Node<T> {
@@ -38,6 +40,12 @@ class Node<T> {
   wildcard: Map<string, Endpoint<T>> | null = null;
   /** Endpoints ending exactly here, by method ('' for any). */
   endpoints: Map<string, Endpoint<T>> | null = null;
+  /**
+   * On a tree's root: the endpoints of every route without parameters or wildcard, by its whole
+   * path. The walk prefers static segments at every depth, so when one of these takes the method it
+   * is what the walk would find; a request for such a path is then one Map lookup, allocating nothing.
+   */
+  staticPaths: Map<string, Map<string, Endpoint<T>>> | null = null;
 }
 
 /** The params of a match without any; shared, never mutated. */
@@ -113,6 +121,7 @@ export class Router<T> {
     }
     node.endpoints ??= new Map();
     addEndpoint(node.endpoints, route, paramNames);
+    if (paramNames.length === 0) (root.staticPaths ??= new Map()).set(route.pattern, node.endpoints);
   }
 }
 
@@ -123,11 +132,18 @@ function addEndpoint<T>(table: Map<string, Endpoint<T>>, route: RouteDefinition<
       const what = method === '' ? 'every method' : method;
       throw new RouteConflictError(`${what} ${route.pattern}${route.host ? ` on ${route.host}` : ''} is already routed`);
     }
-    table.set(method, { value: route.value, paramNames });
+    const staticMatch = paramNames.length === 0 ? Object.freeze({ value: route.value, params: EMPTY_PARAMS }) : null;
+    table.set(method, { value: route.value, paramNames, staticMatch });
   }
 }
 
 function lookup<T>(root: Node<T>, method: string, path: string): RouteMatch<T> | MethodMismatch | null {
+  const exact = root.staticPaths?.get(path);
+  if (exact !== undefined) {
+    const hit = pick(exact, method);
+    // Not for this method: a parameter or wildcard route may take it, so the walk decides.
+    if (hit !== undefined) return hit.staticMatch!;
+  }
   const values: string[] = [];
   let mismatch: MethodMismatch | null = null;
 
@@ -177,7 +193,7 @@ function allowed<T>(table: Map<string, Endpoint<T>>): string[] {
 }
 
 function toMatch<T>(endpoint: Endpoint<T>, values: readonly string[]): RouteMatch<T> {
-  if (endpoint.paramNames.length === 0) return { value: endpoint.value, params: EMPTY_PARAMS };
+  if (endpoint.staticMatch !== null) return endpoint.staticMatch;
   const params = nullRecord<string>();
   for (let i = 0; i < endpoint.paramNames.length; i++) params[endpoint.paramNames[i]!] = values[i]!;
   return { value: endpoint.value, params };

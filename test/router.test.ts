@@ -49,6 +49,21 @@ describe('router', () => {
     expect(find(r, '/files/')).to.deep.equal({ route: '/files/*', params: { '*': '' } });
   });
 
+  it('gives a static path another route when its own does not take the method', () => {
+    const r = router({ pattern: '/items', methods: ['GET'], value: 'list' }, { pattern: '/:thing', methods: ['POST'], value: 'create' }, { pattern: '/*', methods: ['PUT'], value: 'put' });
+    expect(find(r, '/items', 'GET')?.route).to.equal('list');
+    expect(find(r, '/items', 'POST')).to.deep.equal({ route: 'create', params: { thing: 'items' } });
+    expect(find(r, '/items', 'PUT')).to.deep.equal({ route: 'put', params: { '*': 'items' } });
+  });
+
+  it('answers a path without parameters with one match made at build time (nothing allocated per request)', () => {
+    const r = new Router<string>([{ pattern: '/items', value: 'list' }, { pattern: '/items/:id', value: 'one' }]);
+    const first = r.find('GET', undefined, '/items');
+    expect(first).to.not.equal(null);
+    expect(r.find('GET', undefined, '/items')).to.equal(first);
+    expect(r.find('GET', undefined, '/items/7')).to.not.equal(r.find('GET', undefined, '/items/7'));
+  });
+
   it('reports the allowed methods when only the method differs', () => {
     const r = router({ pattern: '/x', methods: ['POST'] }, { pattern: '/x', methods: ['GET'], value: 'get-x' });
     expect(find(r, '/x', 'GET')?.route).to.equal('get-x');

@@ -70,13 +70,7 @@ export function handleRequest(gateway: Gateway, req: IncomingMessage, res: Serve
   }
 
   const id = requestIdFor(req.headers['x-request-id']);
-  const headers = buildUpstreamHeaders(req, {
-    trusted: gateway.trusted,
-    consumerHeader: gateway.config.consumerHeader,
-    requestId: id,
-    protocol: gateway.protocol,
-    dropUnderscores: server.headersWithUnderscores === 'drop',
-  });
+  const headers = buildUpstreamHeaders(req, gateway.upstreamHeaders, id);
   const ctx = new RequestContext(
     id,
     new IncomingRequest(req, path, query, gateway.trusted, route === null ? server.maxBodySize : route.maxBodySize),

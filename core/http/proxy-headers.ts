@@ -47,11 +47,11 @@ const SPOOFABLE = new Set([
   'x-host',
 ]);
 
+/** What decides a request's upstream headers besides the request: the same for every request of a gateway. */
 export interface UpstreamHeaderOptions {
   trusted: TrustedProxies;
   /** Set by the gateway from the authenticated consumer; a client's copy is never forwarded. */
   consumerHeader: string;
-  requestId: string;
   /** `http` or `https`, as the client reached the gateway. */
   protocol: string;
   /**
@@ -65,7 +65,7 @@ export interface UpstreamHeaderOptions {
  * The headers to send upstream: the client's, minus hop-by-hop fields, plus forwarding headers.
  * `host` is left out: it depends on the target, chosen when the request is forwarded.
  */
-export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHeaderOptions): HeaderRecord {
+export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHeaderOptions, requestId: string): HeaderRecord {
   const incoming = req.headers;
   const named = connectionNamed(incoming.connection);
   const peer = req.socket.remoteAddress ?? '';
@@ -95,7 +95,7 @@ export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHead
     out['x-forwarded-proto'] = options.protocol;
     if (clientHost) out['x-forwarded-host'] = clientHost;
   }
-  out['x-request-id'] = options.requestId;
+  out['x-request-id'] = requestId;
   if (incoming['content-length'] === '0') delete out['content-length'];
   return out;
 }

@@ -74,7 +74,7 @@ async function upgrade(gateway: Gateway, req: IncomingMessage, socket: Duplex, h
   const route = found.value;
   routeName = route.info.name;
   const rewritten = route.rewritePath(path, found.params);
-  const headers = buildUpstreamHeaders(req, { trusted: gateway.trusted, consumerHeader: gateway.config.consumerHeader, requestId: id, protocol: gateway.protocol, dropUnderscores: server.headersWithUnderscores === 'drop' });
+  const headers = buildUpstreamHeaders(req, gateway.upstreamHeaders, id);
   const ctx = new RequestContext(
     id,
     new IncomingRequest(req, path, query, gateway.trusted),
