@@ -151,7 +151,7 @@ function lookup<T>(root: Node<T>, method: string, path: string): RouteMatch<T> |
     if (start > path.length) {
       const hit = pick(node.endpoints, method);
       if (hit) return toMatch(hit, values);
-      if (node.endpoints) mismatch ??= { allowed: allowed(node.endpoints) };
+      if (node.endpoints) mismatch = allowedToo(mismatch, node.endpoints);
       return null;
     }
     let end = path.indexOf('/', start);
@@ -173,7 +173,7 @@ function lookup<T>(root: Node<T>, method: string, path: string): RouteMatch<T> |
         values.push(path.slice(start));
         return toMatch(hit, values);
       }
-      mismatch ??= { allowed: allowed(node.wildcard) };
+      mismatch = allowedToo(mismatch, node.wildcard);
     }
     return null;
   };
@@ -186,10 +186,15 @@ function pick<T>(table: Map<string, Endpoint<T>> | null, method: string): Endpoi
   return table.get(method) ?? table.get('') ?? (method === 'HEAD' ? table.get('GET') : undefined);
 }
 
-function allowed<T>(table: Map<string, Endpoint<T>>): string[] {
-  const methods = [...table.keys()];
+/**
+ * The methods of every route whose path matched, for `Allow` (RFC 9110 §15.5.6: all the target's
+ * methods, not only those of the most specific route).
+ */
+function allowedToo<T>(mismatch: MethodMismatch | null, table: Map<string, Endpoint<T>>): MethodMismatch {
+  const methods = mismatch === null ? [] : mismatch.allowed;
+  for (const method of table.keys()) if (!methods.includes(method)) methods.push(method);
   if (methods.includes('GET') && !methods.includes('HEAD')) methods.push('HEAD');
-  return methods;
+  return mismatch ?? { allowed: methods };
 }
 
 function toMatch<T>(endpoint: Endpoint<T>, values: readonly string[]): RouteMatch<T> {

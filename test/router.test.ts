@@ -54,6 +54,8 @@ describe('router', () => {
     expect(find(r, '/items', 'GET')?.route).to.equal('list');
     expect(find(r, '/items', 'POST')).to.deep.equal({ route: 'create', params: { thing: 'items' } });
     expect(find(r, '/items', 'PUT')).to.deep.equal({ route: 'put', params: { '*': 'items' } });
+    // 405's Allow lists every method the path takes, from every route that matched it.
+    expect(find(r, '/items', 'DELETE')).to.deep.equal({ allowed: ['GET', 'HEAD', 'POST', 'PUT'] });
   });
 
   it('answers a path without parameters with one match made at build time (nothing allocated per request)', () => {
