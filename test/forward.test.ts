@@ -1,27 +1,11 @@
 import { expect } from 'chai';
-import { createHook } from 'node:async_hooks';
 import { definePlugin, type PluginInstance } from '../core/index.ts';
 import { createTestGateway } from '../core/testing/index.ts';
+import { resourcesMadeDuring } from './support/async-resources.ts';
 
 /** Promises made by the gateway's own code (core/) while `work` ran; the test client's are not counted. */
-async function gatewayPromisesDuring(work: () => Promise<void>): Promise<number> {
-  let made = 0;
-  const hook = createHook({
-    init(_id, type) {
-      if (type !== 'PROMISE') return;
-      const limit = Error.stackTraceLimit;
-      Error.stackTraceLimit = 40;
-      const stack = new Error().stack ?? '';
-      Error.stackTraceLimit = limit;
-      if (stack.includes('/core/http/') || stack.includes('/core/upstream/')) made++;
-    },
-  }).enable();
-  try {
-    await work();
-  } finally {
-    hook.disable();
-  }
-  return made;
+function gatewayPromisesDuring(work: () => Promise<void>): Promise<number> {
+  return resourcesMadeDuring('PROMISE', (stack) => stack.includes('/core/http/') || stack.includes('/core/upstream/'), work);
 }
 
 /** Gateway promises made by five requests through a test gateway with `plugins`, after two to warm up. */

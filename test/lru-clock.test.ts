@@ -1,32 +1,16 @@
 import { expect } from 'chai';
 import bcrypt from 'bcryptjs';
 import { SignJWT } from 'jose';
-import { createHook } from 'node:async_hooks';
 import { LRUCache } from 'lru-cache';
 import { LRU_CLOCK } from '../core/lru-clock.ts';
 import type { PluginInstance } from '../core/index.ts';
 import { createTestGateway } from '../core/testing/index.ts';
 import { basicAuth, cache, jwtAuth } from '../plugins/index.ts';
+import { resourcesMadeDuring } from './support/async-resources.ts';
 
 /** Timers lru-cache started while `work` ran (other timers, the test client's say, are not counted). */
-async function lruTimersStartedBy(work: () => void | Promise<void>): Promise<number> {
-  let started = 0;
-  const hook = createHook({
-    init(_id, type) {
-      if (type !== 'Timeout') return;
-      const limit = Error.stackTraceLimit;
-      Error.stackTraceLimit = 30;
-      const stack = new Error().stack ?? '';
-      Error.stackTraceLimit = limit;
-      if (stack.includes('/lru-cache/')) started++;
-    },
-  }).enable();
-  try {
-    await work();
-  } finally {
-    hook.disable();
-  }
-  return started;
+function lruTimersStartedBy(work: () => void | Promise<void>): Promise<number> {
+  return resourcesMadeDuring('Timeout', (stack) => stack.includes('/lru-cache/'), work);
 }
 
 /** lru-cache timers started by ten requests through a test gateway with `plugin`, after three to warm up. */
