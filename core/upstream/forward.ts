@@ -60,7 +60,7 @@ export function startForward(ctx: RequestContext, route: CompiledRoute, done: Fo
   }
   // A plugin touched the body: send its replacement, else the buffer it read. Either has its own
   // length (undici computes it for strings and buffers; a replacement stream goes chunked).
-  delete headers['content-length'];
+  request.headers.delete('content-length');
   if (request.body !== undefined) {
     new Forwarding(ctx, route, headers, request.body, done).next();
     return;
@@ -177,31 +177,44 @@ class Forwarding implements ExchangeOwner {
     );
   }
 
+  // Called from inside undici's parser, where a throw would leave the request unanswered: what
+  // can fail is caught and ends the request with a 500.
   exchangeHead(exchange: UpstreamExchange, status: number, headers: HeaderRecord): void {
     const ctx = this.#ctx;
-    ctx.upstreamHeadersMs = performance.now() - this.#sentAt;
-    ctx.upstreamStatus = status;
-    const response = new GatewayResponse(status, new HeaderMap(stripResponseHopByHop(headers)), null, 'upstream', exchange);
-    const upstream = this.#route.upstream;
-    upstream.report(exchange.target!, !UNHEALTHY_STATUSES.has(status));
-    if (this.#canRetry(exchange) && upstream.config.retries.statuses.includes(status) && upstream.takeRetry()) {
-      // Not from inside undici's parser: by the next tick a small body has arrived whole, and
-      // dropping it then leaves the connection open for the next request.
-      process.nextTick(Forwarding.#retry, this, exchange, response);
+    let response: GatewayResponse;
+    let retry: boolean;
+    try {
+      ctx.upstreamHeadersMs = performance.now() - this.#sentAt;
+      ctx.upstreamStatus = status;
+      response = new GatewayResponse(status, new HeaderMap(stripResponseHopByHop(headers)), null, 'upstream', exchange);
+      const upstream = this.#route.upstream;
+      upstream.report(exchange.target!, !UNHEALTHY_STATUSES.has(status));
+      retry = this.#canRetry(exchange) && upstream.config.retries.statuses.includes(status) && upstream.takeRetry();
+    } catch (error) {
+      exchange.discard();
+      this.#done(toGatewayError(error), ctx);
       return;
     }
-    this.#done(response, ctx);
+    // Not from inside undici's parser: by the next tick a small body has arrived whole, and
+    // dropping it then leaves the connection open for the next request.
+    if (retry) process.nextTick(Forwarding.#retry, this, exchange, response);
+    else this.#done(response, ctx);
   }
 
   exchangeFailed(exchange: UpstreamExchange, error: Error): void {
-    const upstream = this.#route.upstream;
-    const failure = GatewayError.is(error) ? error : toUpstreamError(error, upstream.name, exchange.target!.origin, exchange.clientGone);
-    if (failure.code !== 'TG_ERR_CLIENT_CLOSED') upstream.report(exchange.target!, false);
-    if (this.#canRetry(exchange) && RETRYABLE_FAILURES.has(failure.code) && upstream.takeRetry()) {
-      process.nextTick(Forwarding.#retry, this, exchange, null);
-      return;
+    let failure: GatewayError;
+    let retry: boolean;
+    try {
+      const upstream = this.#route.upstream;
+      failure = GatewayError.is(error) ? error : toUpstreamError(error, upstream.name, exchange.target!.origin, exchange.clientGone);
+      if (failure.code !== 'TG_ERR_CLIENT_CLOSED') upstream.report(exchange.target!, false);
+      retry = this.#canRetry(exchange) && RETRYABLE_FAILURES.has(failure.code) && upstream.takeRetry();
+    } catch (thrown) {
+      failure = toGatewayError(thrown);
+      retry = false;
     }
-    this.#done(failure, this.#ctx);
+    if (retry) process.nextTick(Forwarding.#retry, this, exchange, null);
+    else this.#done(failure, this.#ctx);
   }
 
   exchangeFinished(exchange: UpstreamExchange): void {

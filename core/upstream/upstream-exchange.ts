@@ -58,7 +58,7 @@ export class UpstreamExchange implements Dispatcher.DispatchHandler, UpstreamBod
   /** The target it was sent to (null outside a route's upstream, as in tests). */
   readonly target: UpstreamTarget | null;
   #controller: Dispatcher.DispatchController | null = null;
-  #owner: ExchangeOwner;
+  readonly #owner: ExchangeOwner;
   /** The owner heard of the head, or of a failure before it. */
   #headSettled = false;
   #mode = HELD;
