@@ -67,18 +67,28 @@ export class Router<T> {
    * the path without the query string.
    */
   find(method: string, host: string | undefined, path: string): RouteMatch<T> | MethodMismatch | null {
-    if (host !== undefined && (this.#exactHosts.size > 0 || this.#suffixHosts.size > 0)) {
-      const hostname = normaliseHost(host);
-      const exact = this.#exactHosts.get(hostname);
-      const found = exact ? lookup(exact, method, path) : null;
-      if (found) return found;
-      for (let dot = hostname.indexOf('.'); dot !== -1; dot = hostname.indexOf('.', dot + 1)) {
-        const node = this.#suffixHosts.get(hostname.slice(dot));
-        const match = node ? lookup(node, method, path) : null;
-        if (match) return match;
-      }
+    if (host === undefined || (this.#exactHosts.size === 0 && this.#suffixHosts.size === 0)) return lookup(this.#anyHost, method, path);
+    // The most specific host first. A tree whose routes match the path but not the method does not
+    // end the search: a less specific one may take the method (as Kong matches host, path and
+    // method together). Only when none does is the answer a 405, naming what all of them allow.
+    let mismatch: MethodMismatch | null = null;
+    const hostname = normaliseHost(host);
+    const exact = this.#exactHosts.get(hostname);
+    if (exact !== undefined) {
+      const found = lookup(exact, method, path);
+      if (found !== null && !isMethodMismatch(found)) return found;
+      mismatch = mergeMismatch(mismatch, found);
     }
-    return lookup(this.#anyHost, method, path);
+    for (let dot = hostname.indexOf('.'); dot !== -1; dot = hostname.indexOf('.', dot + 1)) {
+      const node = this.#suffixHosts.get(hostname.slice(dot));
+      if (node === undefined) continue;
+      const found = lookup(node, method, path);
+      if (found !== null && !isMethodMismatch(found)) return found;
+      mismatch = mergeMismatch(mismatch, found);
+    }
+    const found = lookup(this.#anyHost, method, path);
+    if (found !== null && !isMethodMismatch(found)) return found;
+    return mergeMismatch(mismatch, found);
   }
 
   #add(route: RouteDefinition<T>): void {
@@ -195,6 +205,12 @@ function allowedToo<T>(mismatch: MethodMismatch | null, table: Map<string, Endpo
   for (const method of table.keys()) if (!methods.includes(method)) methods.push(method);
   if (methods.includes('GET') && !methods.includes('HEAD')) methods.push('HEAD');
   return mismatch ?? { allowed: methods };
+}
+
+function mergeMismatch(into: MethodMismatch | null, from: MethodMismatch | null): MethodMismatch | null {
+  if (into === null || from === null) return into ?? from;
+  for (const method of from.allowed) if (!into.allowed.includes(method)) into.allowed.push(method);
+  return into;
 }
 
 function toMatch<T>(endpoint: Endpoint<T>, values: readonly string[]): RouteMatch<T> {

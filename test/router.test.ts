@@ -73,6 +73,19 @@ describe('router', () => {
     expect(find(r, '/x', 'DELETE')).to.deep.equal({ allowed: ['POST', 'GET', 'HEAD'] });
   });
 
+  it("falls back to a less specific host's routes when a host's routes do not take the method", () => {
+    const r = router(
+      { pattern: '/', host: 'admin.example.com', methods: ['GET'], value: 'admin' },
+      { pattern: '/', host: '*.example.com', methods: ['PUT'], value: 'wild' },
+      { pattern: '/', methods: ['POST'], value: 'any' },
+    );
+    expect(find(r, '/', 'GET', 'admin.example.com')?.route).to.equal('admin');
+    expect(find(r, '/', 'PUT', 'admin.example.com')?.route).to.equal('wild');
+    expect(find(r, '/', 'POST', 'admin.example.com')?.route).to.equal('any');
+    // None takes DELETE: one 405, naming what every matching route allows.
+    expect(find(r, '/', 'DELETE', 'admin.example.com')).to.deep.equal({ allowed: ['GET', 'HEAD', 'PUT', 'POST'] });
+  });
+
   it('falls back from a host-specific tree to the any-host routes', () => {
     const r = router({ pattern: '/', host: 'api.example.com', value: 'api' }, { pattern: '/', host: '*.example.com', value: 'wild' }, '/');
     expect(find(r, '/', 'GET', 'api.example.com:443')?.route).to.equal('api');
