@@ -19,7 +19,7 @@ export async function freePort(host: string): Promise<number> {
   return (await bindable(host, 0))!;
 }
 
-/** Above the registered ports most services use. */
+/** The lowest port it tries: clear of the low ports where well-known services listen. */
 const LOWEST = 10_000;
 
 /** The kernel's range for ports it chooses itself, where it says (Linux); null elsewhere. */
