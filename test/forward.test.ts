@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { definePlugin, type PluginInstance } from '../core/index.ts';
-import { createTestGateway } from '../core/testing/index.ts';
+import { createTestGateway, type TestResponse } from '../core/testing/index.ts';
 import { resourcesMadeDuring } from './support/async-resources.ts';
 
 /** Promises made by the gateway's own code (core/) while `work` ran; the test client's are not counted. */
@@ -9,13 +9,14 @@ function gatewayPromisesDuring(work: () => Promise<void>): Promise<number> {
 }
 
 /** Gateway promises made by five requests through a test gateway with `plugins`, after two to warm up. */
-async function promisesPerFiveRequests(plugins: PluginInstance[]): Promise<number> {
+async function promisesPerFiveRequests(plugins: PluginInstance[], check: (res: TestResponse) => void = () => {}): Promise<number> {
   const gateway = await createTestGateway({ plugins });
   try {
     const send = async (): Promise<void> => {
       const res = await gateway.request('/orders/7');
       expect(res.status).to.equal(200);
       expect(res.json().url).to.equal('/orders/7');
+      check(res);
     };
     await send();
     await send();
@@ -56,7 +57,12 @@ describe('forward', () => {
   });
 
   it('makes none either for a route whose plugins answer their hooks synchronously', async () => {
-    expect(await promisesPerFiveRequests([stamps()])).to.equal(0);
+    // The plugin did run, both ways: the upstream saw its header, and so did the client.
+    const ranBothWays = (res: TestResponse): void => {
+      expect(res.json().headers['x-stamped']).to.equal('yes');
+      expect(res.headers['x-stamped']).to.equal('yes');
+    };
+    expect(await promisesPerFiveRequests([stamps()], ranBothWays)).to.equal(0);
   });
 
   it('still counts the promises of a route with a plugin that waits (the checks above can see them)', async () => {

@@ -1,5 +1,7 @@
 import { expect } from 'chai';
-import { stripResponseHopByHop } from '../core/http/proxy-headers.ts';
+import type { IncomingMessage } from 'node:http';
+import { buildUpstreamHeaders, stripResponseHopByHop } from '../core/http/proxy-headers.ts';
+import { TrustedProxies } from '../core/http/trusted-proxies.ts';
 
 describe('response hop-by-hop fields', () => {
   it("answers with a copy without them and leaves the upstream's header object as it was", () => {
@@ -30,5 +32,19 @@ describe('response hop-by-hop fields', () => {
   it('hands back the same object when there is nothing to remove', () => {
     const upstream = { 'content-type': 'text/plain', 'content-length': '2' };
     expect(stripResponseHopByHop(upstream)).to.equal(upstream);
+  });
+});
+
+describe('request headers sent upstream', () => {
+  const options = { trusted: new TrustedProxies([]), consumerHeader: 'x-consumer-id', protocol: 'http', dropUnderscores: false };
+  const request = (headers: Record<string, string>): IncomingMessage =>
+    ({ headers, socket: { remoteAddress: '127.0.0.1' } }) as unknown as IncomingMessage;
+
+  it('leave out a Content-Length of 0 (undici states an empty body itself) and keep any other', () => {
+    const empty = buildUpstreamHeaders(request({ host: 'a.example', 'content-length': '0', accept: '*/*' }), options, 'id-1');
+    expect(empty).to.not.have.property('content-length');
+    expect(empty).to.include({ accept: '*/*', 'x-request-id': 'id-1' });
+    const sized = buildUpstreamHeaders(request({ host: 'a.example', 'content-length': '12' }), options, 'id-2');
+    expect(sized).to.include({ 'content-length': '12' });
   });
 });

@@ -332,12 +332,14 @@ function writeHead(
   direct: boolean,
   res: ServerResponse,
 ): boolean {
+  // A plugin may have replaced or rewritten the body: the length sent must be the body's own, and
+  // a replacement stream has none (removed through the map, which keeps the record in fast mode).
+  const ownLength = typeof body === 'string' || body instanceof Uint8Array;
+  if (!direct && !ownLength && response.bodyReplaced) response.headers.delete('content-length');
   const headers: HeaderRecord = response.headers.toDefinedRecord();
   if (!direct) {
-    // A plugin may have replaced or rewritten the body: the length sent must be the body's own.
     if (typeof body === 'string') headers['content-length'] = String(Buffer.byteLength(body));
     else if (body instanceof Uint8Array) headers['content-length'] = String(body.byteLength);
-    else if (response.bodyReplaced) delete headers['content-length'];
   }
   headers['x-request-id'] = ctx.id;
   const traced = ctx[kRequestTrace];

@@ -78,6 +78,9 @@ export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHead
     if (!trusted && SPOOFABLE.has(name)) continue;
     if (options.dropUnderscores && name.includes('_')) continue;
     if (named !== null && named.has(name)) continue;
+    // An empty body's length is left to undici (skipped here rather than deleted after: a delete
+    // would make the record a dictionary-mode object).
+    if (name === 'content-length' && incoming[name] === '0') continue;
     out[name] = incoming[name];
   }
 
@@ -96,7 +99,6 @@ export function buildUpstreamHeaders(req: IncomingMessage, options: UpstreamHead
     if (clientHost) out['x-forwarded-host'] = clientHost;
   }
   out['x-request-id'] = requestId;
-  if (incoming['content-length'] === '0') delete out['content-length'];
   return out;
 }
 
